@@ -1,0 +1,84 @@
+//! Protocol timers in one place, so tests can run them faster.
+//!
+//! Production uses `Timings::standard()`. Tests that must see a keepalive expire or a
+//! backoff cap without waiting minutes pass `--time-scale N`, which divides every duration
+//! here by N; the relations between the timers stay the same.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// Interval of `R/<portal>/keepalive`. Venus expires a client 60 s after its last
+    /// keepalive (dbus-flashmq) or after 60-70 s (dbus-mqtt), so 30 s leaves one spare.
+    pub gx_keepalive: Duration,
+    /// dbus-flashmq publishes `heartbeat` every 3 s while alive; no heartbeat for this long
+    /// means the GX link is stale.
+    pub gx_heartbeat_timeout: Duration,
+    /// How long to wait for `full_publish_completed` before treating the snapshot as
+    /// complete anyway (dbus-mqtt never sends it; dbus-flashmq before Nov 2023 neither).
+    pub gx_snapshot_fallback: Duration,
+    /// First and largest delay between full keepalives while the link is stale.
+    pub gx_stale_retry: (Duration, Duration),
+    /// How long to wait for the retained `N/+/system/0/Serial` after connecting.
+    pub gx_serial_wait: Duration,
+    /// MQTT keepalive (PINGREQ interval) on both links. rumqttc declares a link dead when
+    /// the second ping is due without a PINGRESP, so a half-open link is found within
+    /// about twice this.
+    pub mqtt_keep_alive: Duration,
+    /// TCP connect plus CONNACK timeout on both links.
+    pub connect_timeout: Duration,
+    /// First and largest reconnect delay (with +-20 % jitter).
+    pub reconnect: (Duration, Duration),
+    /// Minimum interval between login attempts after the GX rejected our credentials.
+    /// FlashMQ delays rejections by 1-6 s and rate-limits unknown passwords.
+    pub auth_retry: Duration,
+    /// Random delay range before republishing after Home Assistant's birth message.
+    pub birth_delay: (Duration, Duration),
+    /// How often the engine ticks: throttle deadlines, watchdogs, health file.
+    pub tick: Duration,
+    /// Multiplier for throttle intervals and debounce holds (1.0 in production).
+    pub throttle_scale: f64,
+}
+
+impl Timings {
+    pub fn standard() -> Timings {
+        Timings {
+            gx_keepalive: Duration::from_secs(30),
+            gx_heartbeat_timeout: Duration::from_secs(10),
+            gx_snapshot_fallback: Duration::from_secs(10),
+            gx_stale_retry: (Duration::from_secs(5), Duration::from_secs(30)),
+            gx_serial_wait: Duration::from_secs(10),
+            mqtt_keep_alive: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            reconnect: (Duration::from_secs(1), Duration::from_secs(30)),
+            auth_retry: Duration::from_secs(60),
+            birth_delay: (Duration::from_millis(500), Duration::from_secs(3)),
+            tick: Duration::from_secs(1),
+            throttle_scale: 1.0,
+        }
+    }
+
+    /// Divides every duration by `factor` (>= 1). MQTT keepalive stays at 1 s or more
+    /// because the protocol counts it in whole seconds.
+    pub fn scaled(factor: f64) -> Timings {
+        let standard = Timings::standard();
+        if factor <= 1.0 {
+            return standard;
+        }
+        let s = |d: Duration| d.div_f64(factor);
+        Timings {
+            gx_keepalive: s(standard.gx_keepalive),
+            gx_heartbeat_timeout: s(standard.gx_heartbeat_timeout),
+            gx_snapshot_fallback: s(standard.gx_snapshot_fallback),
+            gx_stale_retry: (s(standard.gx_stale_retry.0), s(standard.gx_stale_retry.1)),
+            gx_serial_wait: s(standard.gx_serial_wait),
+            mqtt_keep_alive: s(standard.mqtt_keep_alive).max(Duration::from_secs(1)),
+            connect_timeout: s(standard.connect_timeout).max(Duration::from_secs(1)),
+            reconnect: (s(standard.reconnect.0), s(standard.reconnect.1)),
+            auth_retry: s(standard.auth_retry),
+            birth_delay: (s(standard.birth_delay.0), s(standard.birth_delay.1)),
+            tick: s(standard.tick).max(Duration::from_millis(20)),
+            throttle_scale: 1.0 / factor,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod adopt;
+pub mod demo;
+pub mod entities;
+pub mod forget;
+pub mod health;
+pub mod run;
+pub mod simulate;

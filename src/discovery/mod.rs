@@ -1,0 +1,1 @@
+//! Finding the GX on the LAN without configuration.

@@ -1,0 +1,4 @@
+//! The GX side: Venus OS topics and payloads, the keepalive state machine and the MQTT
+//! link to the GX's broker.
+
+pub mod tls;

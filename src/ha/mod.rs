@@ -1,0 +1,1 @@
+//! The Home Assistant side: MQTT Discovery payloads and the publisher.

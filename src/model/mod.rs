@@ -1,0 +1,1 @@
+//! From Venus OS values to canonical RoamCore entities.

@@ -1,0 +1,9 @@
+//! A simulated GX that replays real captures into an MQTT broker.
+
+/// Flags of `simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Broker to publish into, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub broker: Option<String>,
+}
