@@ -41,6 +41,7 @@ pub mod engine;
 pub mod gx;
 pub mod ha;
 pub mod health;
+pub mod http;
 pub mod logging;
 pub mod model;
 pub mod problems;

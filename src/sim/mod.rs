@@ -7,3 +7,5 @@ pub struct SimArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
 }
+
+pub mod lan;

@@ -1,0 +1,1 @@
+//! Persistent notifications in Home Assistant for problems the user must fix.

@@ -1,0 +1,1 @@
+//! The simulated GX as it shows itself on a LAN: SSDP, web page, Modbus TCP.
