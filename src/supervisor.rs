@@ -1,7 +1,7 @@
 //! The Home Assistant Supervisor API, as seen from inside the add-on container.
 //!
 //! The Supervisor gives every add-on a bearer token (`SUPERVISOR_TOKEN`, or the legacy
-//! `HASSIO_TOKEN`) and answers on `http://supervisor`. The daemon uses two things:
+//! `HASSIO_TOKEN`) and serves its API on `http://supervisor`. The daemon uses two things:
 //!
 //! * `GET /services/mqtt`: host, port and credentials of Home Assistant's broker. The
 //!   Mosquitto add-on registers that service each time it starts and may change the
@@ -20,10 +20,10 @@ use crate::clock::Timings;
 use crate::http::{self, HttpError, Response};
 use crate::problems::Problems;
 
-/// Where the Supervisor answers inside an add-on container.
+/// Base URL of the Supervisor API inside an add-on container.
 pub const DEFAULT_URL: &str = "http://supervisor";
 
-/// Timeout of one Supervisor request. The Supervisor answers from memory; Core proxy
+/// Timeout of one Supervisor request. The Supervisor replies from memory, but Core proxy
 /// calls can take longer while Core is busy starting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -188,7 +188,8 @@ impl Supervisor {
         self.call_core_service("persistent_notification/create", &body).await
     }
 
-    /// Removes the persistent notification `notification_id`; no error if none exists.
+    /// Removes the persistent notification `notification_id`. Home Assistant reports no
+/// error when none exists.
     pub async fn dismiss_notification(&self, notification_id: &str) -> Result<(), SupervisorError> {
         let body = json!({ "notification_id": notification_id });
         self.call_core_service("persistent_notification/dismiss", &body).await
@@ -240,7 +241,7 @@ fn status_error(path: &str, status: u16, response: &Response) -> SupervisorError
     }
 }
 
-/// The `message` of a Supervisor error envelope, or the start of the body.
+/// Extracts the `message` of a Supervisor error envelope, or else the start of the body.
 fn error_message(response: &Response) -> String {
     let parsed: Option<Value> = serde_json::from_slice(&response.body).ok();
     if let Some(message) = parsed.as_ref().and_then(|v| v.get("message")).and_then(Value::as_str) {
