@@ -1,4 +1,4 @@
-"""Draws the add-on's icon.png (128x128) and logo.png (250x100).
+"""Draw the add-on's icon.png (128x128) and logo.png (250x100).
 
 Run from anywhere with Pillow installed (python3 -m venv v && v/bin/pip install pillow):
 
@@ -21,7 +21,7 @@ DARK = (33, 33, 33, 255)
 
 
 def draw_mark(draw: ImageDraw.ImageDraw, left: int, top: int, size: int) -> None:
-    """Draws the blue tile with the battery and bolt into a size x size square."""
+    """Draw the blue tile with the battery and bolt into a size x size square."""
     radius = size // 6
     draw.rounded_rectangle((left, top, left + size, top + size), radius, fill=BLUE)
 
@@ -40,7 +40,7 @@ def draw_mark(draw: ImageDraw.ImageDraw, left: int, top: int, size: int) -> None
 
 
 def font(size: int) -> ImageFont.ImageFont:
-    """A bold sans-serif font if the system has one, else Pillow's built-in font."""
+    """Return a bold sans-serif font if the system has one, else Pillow's built-in font."""
     for name in ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "Arial Bold.ttf"):
         try:
             return ImageFont.truetype(name, size)
