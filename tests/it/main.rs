@@ -4,4 +4,5 @@
 mod support;
 
 mod addon_fake;
+mod addon_manifest;
 mod addon_supervisor;
