@@ -35,6 +35,15 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
         tracing::warn!(dir = %settings.data_dir.display(), error = %e, "cannot create the data directory; nothing will be remembered across restarts");
     }
 
+    let pid_file = settings.data_dir.join(super::PID_FILE);
+    let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
+    if settings.forget_after_days > 0 {
+        let forgotten = super::forget::forget(&settings.data_dir, settings.forget_after_days);
+        if !forgotten.is_empty() {
+            tracing::info!(days = settings.forget_after_days, entities = ?forgotten, "forgetting entities whose source was not seen recently");
+        }
+    }
+
     let timings = Timings::scaled(settings.time_scale);
     let ha = match (&settings.ha_broker, &supervisor) {
         (Some(broker), _) => ha_link_config(
@@ -72,6 +81,7 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
         None => engine.start_discovery(),
     }
     engine.run(shutdown_signal()).await;
+    let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stopped");
     0
 }
