@@ -141,6 +141,8 @@ pub enum LinkEvent {
     Connected,
     Message { topic: String, payload: rumqttc::Publish },
     Disconnected(LinkError),
+    /// The broker acknowledged one of our QoS 1 publishes.
+    Acked,
     /// Our DISCONNECT went out (shutdown).
     Closed,
 }
@@ -222,6 +224,11 @@ async fn pump(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let topic = publish.topic.clone();
                 if events.send(LinkEvent::Message { topic, payload: publish }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                if events.send(LinkEvent::Acked).await.is_err() {
                     return;
                 }
             }

@@ -113,7 +113,7 @@ impl Engine {
                 self.on_gx_message(&topic, &payload.payload, now);
             }
             LinkEvent::Disconnected(error) => self.on_gx_disconnected(error, now),
-            LinkEvent::Closed => {}
+            LinkEvent::Acked | LinkEvent::Closed => {}
         }
     }
 

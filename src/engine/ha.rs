@@ -60,6 +60,7 @@ impl Engine {
                     self.ha_auth_failed();
                 }
             }
+            LinkEvent::Acked => self.health_published = Some(now),
             LinkEvent::Closed => self.ha_connected = false,
         }
     }
@@ -180,11 +181,23 @@ impl Engine {
         match self.ha.client.try_publish(topic, QOS, true, payload.clone()) {
             Ok(()) => {
                 self.stats.ha_published += 1;
-                self.health_published = Some(Instant::now());
                 true
             }
             Err(_) => false,
         }
+    }
+}
+
+impl Engine {
+    /// Publishes a small non-retained message whose acknowledgement proves to the health
+    /// check that Home Assistant's broker still takes our publishes while nothing changes.
+    pub(super) fn publish_liveness(&mut self) {
+        if !self.ha_connected {
+            return;
+        }
+        let topic = format!("{}/heartbeat", discovery::BASE);
+        let payload = Engine::unix_now().to_string();
+        let _ = self.ha.client.try_publish(topic, QOS, false, payload.into_bytes());
     }
 }
 

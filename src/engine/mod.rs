@@ -95,6 +95,7 @@ pub struct Engine {
     stats: Stats,
     started: Instant,
     last_save: Instant,
+    last_liveness: Instant,
 }
 
 impl Engine {
@@ -136,6 +137,7 @@ impl Engine {
             stats: Stats::default(),
             started: Instant::now(),
             last_save: Instant::now(),
+            last_liveness: Instant::now(),
         };
         engine.sync_policies();
         engine.publish_initial();
@@ -224,6 +226,10 @@ impl Engine {
         if now.duration_since(self.last_save) >= Duration::from_secs(60) || self.model.registry.is_dirty() && now.duration_since(self.last_save) >= Duration::from_secs(5) {
             self.model.registry.save();
             self.last_save = now;
+        }
+        if now.duration_since(self.last_liveness) >= Duration::from_secs(60) {
+            self.last_liveness = now;
+            self.publish_liveness();
         }
         self.status.tick(now);
         self.health.record(now, self.health_published, self.ha_connected);
