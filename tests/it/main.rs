@@ -5,4 +5,5 @@ mod support;
 
 mod addon_fake;
 mod addon_manifest;
+mod addon_provision;
 mod addon_supervisor;
