@@ -3,6 +3,7 @@
 
 mod support;
 
+mod addon_daemon;
 mod addon_fake;
 mod addon_manifest;
 mod addon_provision;
