@@ -9,7 +9,7 @@
 
 # ws_request URL TOKEN REQUEST_JSON
 #   Connects to URL (http://host[:port]/path), authenticates with TOKEN, sends the
-#   request with id 1 and prints the "result" of the answer as JSON. Returns 1 when the
+#   request with id 1 and prints the "result" of the response as JSON. Returns 1 when the
 #   connection, the login or the request fails, with the reason on stderr.
 ws_request() {
     local url="$1" token="$2" request="$3"
@@ -37,10 +37,10 @@ _ws_session() {
         "$path" "$hostport" "$(_ws_key)" >&"$WS_FD"
 
     local line
-    IFS= read -r -u "$WS_FD" line || { echo "websocket: no answer from $hostport$path" >&2; return 1; }
+    IFS= read -r -u "$WS_FD" line || { echo "websocket: no response from $hostport$path" >&2; return 1; }
     case "$line" in
         "HTTP/1.1 101"*) ;;
-        *) echo "websocket: $hostport$path refused the upgrade: ${line%$'\r'}" >&2; return 1 ;;
+        *) echo "websocket: $hostport$path rejected the WebSocket upgrade: ${line%$'\r'}" >&2; return 1 ;;
     esac
     while IFS= read -r -u "$WS_FD" line; do
         [ "${line%$'\r'}" = "" ] && break
@@ -125,8 +125,8 @@ _ws_read_byte() {
     LC_ALL=C printf -v "$1" '%d' "'$char"
 }
 
-# _ws_read_message VAR: the next text message into VAR. Answers pings, skips other
-# control frames, returns 1 on close or end of stream. Fragments are joined.
+# _ws_read_message VAR: reads the next text message into VAR. Replies to pings, skips
+# other control frames, returns 1 on close or end of stream. Fragments are joined.
 _ws_read_message() {
     local -n _ws_out="$1"
     local b0 b1 opcode length i byte payload=""

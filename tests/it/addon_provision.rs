@@ -34,7 +34,7 @@ struct World {
     flows: Vec<(String, String, String)>,
 }
 
-/// The Supervisor's repository slug: the first 8 hex digits of SHA-1 over the URL.
+/// Computes the Supervisor's repository slug: the first 8 hex digits of SHA-1 over the URL.
 fn repository_slug(url: &str) -> String {
     let digest =
         ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, url.to_lowercase().as_bytes());
@@ -218,7 +218,7 @@ fn run_provision(fake: &FakeServer) -> Run {
     }
 }
 
-/// The calls that change something: every POST, and WebSocket requests other than
+/// Selects the calls that change something: every POST, and WebSocket requests other than
 /// the login and the flow listing.
 fn changes(calls: &[Call]) -> Vec<String> {
     calls
