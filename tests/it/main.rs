@@ -3,6 +3,8 @@
 
 mod support;
 
+mod addon_daemon;
 mod addon_fake;
 mod addon_manifest;
+mod addon_provision;
 mod addon_supervisor;
