@@ -117,8 +117,16 @@ impl LinkError {
     }
 }
 
+/// tokio-rustls reports certificate failures as I/O errors wrapping the rustls error.
+fn wrapped_pin_mismatch(error: &std::io::Error) -> bool {
+    error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(is_pin_mismatch)
+}
+
 fn classify(error: &ConnectionError) -> LinkError {
     match error {
+        ConnectionError::Tls(rumqttc::TlsError::Io(e)) | ConnectionError::Io(e) if wrapped_pin_mismatch(e) => {
+            LinkError::PinMismatch
+        }
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
         ) => LinkError::Auth,

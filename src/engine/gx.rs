@@ -211,6 +211,16 @@ impl Engine {
                     ),
                 );
             }
+            LinkError::Refused if !was_up && self.discovery.is_none() => {
+                self.set_status(
+                    BridgeStatus::MqttDisabled,
+                    format!(
+                        "Nothing accepts MQTT connections at {label}. If this is your GX, switch on MQTT: on the GX \
+                         open Settings -> Integrations and turn on MQTT Access (with the Secured profile, also set \
+                         gx_tls and gx_password). Otherwise check the gx_host option."
+                    ),
+                );
+            }
             other => {
                 if was_up {
                     tracing::warn!(gx = %label, error = %other.describe(), "lost the GX; reconnecting");

@@ -74,6 +74,8 @@ pub struct Engine {
     gx_target: Option<GxTarget>,
     gx_online: bool,
     gx_verifier: Option<Arc<PinningVerifier>>,
+    /// Running LAN discovery, when no GX host is configured.
+    discovery: Option<()>,
     ha: Link,
     ha_config: LinkConfig,
     ha_connected: bool,
@@ -119,6 +121,7 @@ impl Engine {
             gx_target: None,
             gx_online: false,
             gx_verifier: None,
+            discovery: None,
             ha_broker_label: ha_config.address(),
             ha,
             ha_config,

@@ -129,7 +129,7 @@ fn retained(broker: &Mosquitto, topic: &str) -> Vec<(String, String)> {
 fn ha_broker() -> Mosquitto {
     Mosquitto::start_with(BrokerConfig {
         credentials: Some(("addons".into(), "broker-pw-1".into())),
-        port: None,
+        ..Default::default()
     })
 }
 

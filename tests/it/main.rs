@@ -10,3 +10,4 @@ mod addon_manifest;
 mod addon_provision;
 mod addon_supervisor;
 mod docs;
+mod gx_tls;
