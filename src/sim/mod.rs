@@ -8,4 +8,5 @@ pub struct SimArgs {
     pub broker: Option<String>,
 }
 
+pub mod broker;
 pub mod lan;

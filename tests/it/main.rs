@@ -2,3 +2,6 @@
 //! one area. Tests that need a broker start their own Mosquitto on a free 127.0.0.1 port.
 
 mod support;
+
+mod sim_broker;
+mod sim_support;

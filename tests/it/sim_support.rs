@@ -1,0 +1,184 @@
+//! A rumqttc test client for the simulator and broker tests: it records every message it
+//! receives, with its retain flag and arrival time.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+/// One message as the test client received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+    pub qos: QoS,
+    pub at: Instant,
+}
+
+impl Received {
+    /// The payload parsed as JSON, or `None` for an empty or non-JSON payload.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.payload).ok()
+    }
+
+    /// The `value` key of a `{"value": ...}` payload.
+    pub fn value(&self) -> Option<serde_json::Value> {
+        self.json().and_then(|json| json.get("value").cloned())
+    }
+}
+
+/// Options of a test client.
+#[derive(Default, Clone)]
+pub struct ClientOptions {
+    pub credentials: Option<(String, String)>,
+    pub last_will: Option<LastWill>,
+}
+
+pub struct TestClient {
+    pub client: AsyncClient,
+    messages: mpsc::UnboundedReceiver<Received>,
+    pub_acks: mpsc::UnboundedReceiver<u16>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl TestClient {
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        TestClient::connect_with(addr, ClientOptions::default()).await
+    }
+
+    /// Connects and waits for the CONNACK (panics after 5 s).
+    pub async fn connect_with(addr: SocketAddr, options: ClientOptions) -> TestClient {
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut mqtt = MqttOptions::new(
+            format!("test-{}-{id}", std::process::id()),
+            addr.ip().to_string(),
+            addr.port(),
+        );
+        mqtt.set_keep_alive(Duration::from_secs(5));
+        mqtt.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+        if let Some((user, password)) = options.credentials {
+            mqtt.set_credentials(user, password);
+        }
+        if let Some(will) = options.last_will {
+            mqtt.set_last_will(will);
+        }
+        let (client, mut eventloop) = AsyncClient::new(mqtt, 10_000);
+        let (message_tx, messages) = mpsc::unbounded_channel();
+        let (ack_tx, pub_acks) = mpsc::unbounded_channel();
+        let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut connected_tx = Some(connected_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        let _ = message_tx.send(Received {
+                            topic: publish.topic.clone(),
+                            payload: publish.payload.to_vec(),
+                            retain: publish.retain,
+                            qos: publish.qos,
+                            at: Instant::now(),
+                        });
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        let _ = ack_tx.send(ack.pkid);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), connected_rx)
+            .await
+            .expect("test client: no CONNACK within 5 s")
+            .expect("test client: connection failed");
+        TestClient {
+            client,
+            messages,
+            pub_acks,
+            task,
+        }
+    }
+
+    /// Subscribes and waits a moment for the SUBACK to be processed by the broker.
+    pub async fn subscribe(&self, filter: &str, qos: QoS) {
+        self.client.subscribe(filter, qos).await.expect("subscribe");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtMostOnce, retain, payload.into())
+            .await
+            .expect("publish");
+    }
+
+    /// Every message received within `window`.
+    pub async fn collect_for(&mut self, window: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut out = Vec::new();
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, self.messages.recv()).await
+        {
+            out.push(message);
+        }
+        out
+    }
+
+    /// Waits for the first message that satisfies `predicate`; the messages before it are
+    /// returned too, in order, the match last. `None` on timeout.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        predicate: impl Fn(&Received) -> bool,
+    ) -> Option<Vec<Received>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                Ok(Some(message)) => {
+                    let matched = predicate(&message);
+                    seen.push(message);
+                    if matched {
+                        return Some(seen);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits for a PUBACK.
+    pub async fn wait_puback(&mut self, timeout: Duration) -> Option<u16> {
+        tokio::time::timeout(timeout, self.pub_acks.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Drops the TCP connection without a DISCONNECT packet, so the broker sends the will.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.task.abort();
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
