@@ -1,5 +1,11 @@
 //! A simulated GX that replays real captures into an MQTT broker.
 
+pub mod broker;
+pub mod capture;
+pub mod gx;
+pub mod lan;
+pub mod systemcalc;
+
 /// Flags of `simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
@@ -7,6 +13,3 @@ pub struct SimArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
 }
-
-pub mod broker;
-pub mod lan;
