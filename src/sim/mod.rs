@@ -2,8 +2,11 @@
 
 pub mod broker;
 pub mod capture;
+pub mod dbus_mqtt;
+pub mod flashmq;
 pub mod gx;
 pub mod lan;
+pub mod protocol;
 pub mod systemcalc;
 
 /// Flags of `simulate`.
