@@ -7,6 +7,7 @@ pub mod flashmq;
 pub mod gx;
 pub mod lan;
 pub mod protocol;
+pub mod replay;
 pub mod systemcalc;
 
 /// Flags of `simulate`.
