@@ -4,4 +4,8 @@
 mod support;
 
 mod sim_broker;
+mod sim_captures;
+mod sim_dbus_mqtt;
+mod sim_flashmq;
+mod sim_scenarios;
 mod sim_support;

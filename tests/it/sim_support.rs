@@ -182,3 +182,43 @@ impl Drop for TestClient {
         self.task.abort();
     }
 }
+
+/// Time scale of the simulator tests: Venus timers run 20 times faster (heartbeat 150 ms,
+/// alive 3 s, dbus-mqtt expiry 3 to 3.5 s).
+pub const TIME_SCALE: f64 = 20.0;
+
+/// A simulator config for tests: fast timers and reconnects, values held still unless
+/// the test turns variation on.
+pub fn sim_config(
+    broker: &crate::support::mosquitto::Mosquitto,
+    capture: &str,
+    mode: roamcore_victron::sim::Mode,
+) -> roamcore_victron::sim::SimConfig {
+    let capture = roamcore_victron::sim::capture::Capture::load(capture).expect("capture loads");
+    let mut config = roamcore_victron::sim::SimConfig::new(broker.host_port(), capture);
+    config.mode = mode;
+    config.time_scale = TIME_SCALE;
+    config.vary = false;
+    config.reconnect_delay = Duration::from_millis(100);
+    config
+}
+
+/// Messages whose payload is a JSON object with this `full-publish-completed-echo`.
+pub fn is_completion(message: &Received, token: &str) -> bool {
+    message.topic.ends_with("/full_publish_completed")
+        && message
+            .json()
+            .and_then(|j| j.get("full-publish-completed-echo").cloned())
+            == Some(serde_json::Value::String(token.to_string()))
+}
+
+/// Waits for the simulator's first connection and for its start-up messages (keepalive,
+/// Serial) to pass the broker, so a client subscribing afterwards sees them only as
+/// retained.
+pub async fn wait_ready(sim: &roamcore_victron::sim::SimHandle) {
+    assert!(
+        sim.wait_connected(Duration::from_secs(5)).await,
+        "simulator connects within 5 s"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
