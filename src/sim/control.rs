@@ -147,9 +147,11 @@ pub fn preset(name: &str, capture: &Capture) -> Result<Vec<(Duration, String)>, 
         "reboot" => vec![at(20, "reboot 10".into())],
         "expire" => vec![at(20, "expire".into())],
         "freeze" => vec![at(20, "freeze".into()), at(50, "thaw".into())],
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "unknown scenario {name:?}: expected device-leaves, null-soc, reboot, expire or freeze"
-        )),
+        ))
+        }
     };
     Ok(lines)
 }
