@@ -33,8 +33,24 @@ pub use handle::{Command, SimConfig, SimHandle, SimStats, Simulator};
 pub use protocol::Mode;
 pub use replay::Rate;
 
+/// Control lines of `simulate`, shown by `--help`.
+const CONTROL_HELP: &str = "\
+Control lines (standard input, or --at SECONDS:LINE):
+  set TYPE/INSTANCE/PATH JSON   set an item, e.g. set battery/275/Soc 55.5
+  null TYPE/INSTANCE/PATH       make an item invalid ({\"value\": null})
+  remove TYPE/INSTANCE          the device leaves: its topics get zero-byte payloads
+  restore TYPE/INSTANCE         the device returns with its values
+  expire                        end the keepalive session now
+  freeze | thaw                 stop or resume all output; TCP stays up, requests ignored
+  reboot [SECONDS]              drop the connection and session, reconnect after SECONDS [10]
+  status                        log the counters
+  quit                          stop
+
+A broker that does not run stands for a GX with MQTT disabled.";
+
 /// Flags of `simulate`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_long_help = CONTROL_HELP)]
 pub struct SimArgs {
     /// Broker to publish into, HOST:PORT [default: 127.0.0.1:1883].
     #[arg(long, value_name = "HOST:PORT")]
