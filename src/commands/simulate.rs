@@ -133,7 +133,7 @@ async fn run(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one control line; false when it asks to quit.
+/// Runs one control line and returns false for `quit`.
 async fn run_line(handle: &SimHandle, line: &str) -> bool {
     match control::parse_line(line) {
         Ok(Control::Command(command)) => {

@@ -125,7 +125,7 @@ pub fn parse_at(text: &str) -> Result<(Duration, String), String> {
     Ok((Duration::from_secs_f64(seconds), line.trim().to_string()))
 }
 
-/// The timed control lines of a `--scenario` preset for this capture.
+/// Returns the timed control lines of a `--scenario` preset for this capture.
 pub fn preset(name: &str, capture: &Capture) -> Result<Vec<(Duration, String)>, String> {
     let at = |secs: u64, line: String| (Duration::from_secs(secs), line);
     let lines = match name {

@@ -11,11 +11,11 @@
 //!   Then every published topic that no live filter matches, except `system/0/Serial` and
 //!   `keepalive`, is cleared with a zero-length retained message;
 //! * publishes go through a queue where a newer value replaces an older one in place. A
-//!   1 s timer starts a queue run when the last run is over 1.5 s old; a run sends 50
+//!   1 s timer starts a queue run when the last run is over 1.5 s old. A run sends 50
 //!   messages and continues on idle until the queue is empty. `paced` mode stops each run
 //!   after 50 messages instead, the stricter reading of "batches of at most 50, 1.5 s
 //!   apart";
-//! * reads are answered at once, not retained.
+//! * reads get their reply at once, not retained.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
@@ -315,9 +315,9 @@ impl DbusMqtt {
     }
 }
 
-/// The items Python's `for topic in json.loads(payload)` yields, as filter strings. A
-/// `None` entry stands for the exception that ends the loop (an element that is not a
-/// string); a payload that is not JSON or not iterable yields nothing.
+/// Returns the items Python's `for topic in json.loads(payload)` yields, as filter strings.
+/// A `None` entry is the exception that ends the loop (an element that is not a string).
+/// A payload that is not JSON or not iterable yields nothing.
 fn python_iteration(payload: &[u8]) -> Vec<Option<String>> {
     let Ok(json) = serde_json::from_slice::<Value>(payload) else {
         return Vec::new();

@@ -9,7 +9,7 @@
 //!   times per second;
 //! * while alive: value changes as they happen and `heartbeat` every 3 s. The alive time
 //!   ends 60 s after the last keepalive and nothing is un-published then;
-//! * reads (`R/<portal>/<type>/<instance>/<path>`) are answered even when not alive;
+//! * reads (`R/<portal>/<type>/<instance>/<path>`) get a reply even when not alive;
 //! * a device that leaves publishes each of its topics once with a zero-byte payload.
 
 use std::time::Instant;
@@ -119,7 +119,7 @@ impl FlashMq {
         });
     }
 
-    /// Answers a read of one item, or of every item below a sub-tree path.
+    /// Publishes the item a read names, or every item below a sub-tree path.
     fn read(&self, gx: &Gx, rest: &str, out: &mut Vec<Publish>) {
         for (suffix, value) in gx.subtree(rest) {
             out.push(self.item(&suffix, &value));
@@ -198,7 +198,7 @@ impl FlashMq {
     }
 }
 
-/// The token of `{"keepalive-options": [{"full-publish-completed-echo": "<token>"}]}`.
+/// Extracts the token of `{"keepalive-options": [{"full-publish-completed-echo": "<token>"}]}`.
 /// Like dbus-flashmq, an option object without a string token ends the search.
 fn echo_token(payload: &str) -> Option<String> {
     let json: Value = serde_json::from_str(payload).ok()?;

@@ -66,7 +66,8 @@ impl Gx {
         &self.portal_id
     }
 
-    /// Whether `system/0` is derived by the simulator rather than taken from the capture.
+    /// Returns whether the simulator derives `system/0` rather than taking it from the
+    /// capture.
     pub fn computes_system(&self) -> bool {
         self.computes_system
     }
@@ -80,13 +81,13 @@ impl Gx {
             .get(&(service_type.to_string(), instance.to_string()))
     }
 
-    /// The current value of a topic suffix; `None` when no such item exists.
+    /// Returns the current value of a topic suffix, or `None` when no such item exists.
     pub fn get(&self, suffix: &str) -> Option<&Value> {
         let (key, path) = split_suffix(suffix)?;
         self.services.get(&key)?.values.get(path)
     }
 
-    /// Every item as suffix to value, in suffix order.
+    /// Returns every item as suffix to value, in suffix order.
     pub fn values(&self) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
         for service in self.services.values() {
@@ -102,8 +103,7 @@ impl Gx {
         self.services.values().map(|s| s.values.len()).sum()
     }
 
-    /// Every item of the services whose path starts with `prefix` (a sub-tree read) or
-    /// equals it.
+    /// Returns the item at `suffix`, or every item below it (a sub-tree read).
     pub fn subtree(&self, suffix: &str) -> Vec<(String, Value)> {
         let Some((key, path)) = split_suffix(suffix) else {
             return Vec::new();
@@ -249,7 +249,7 @@ fn system_service() -> Service {
     }
 }
 
-/// The settings systemcalc reads, from a venus-docker `setup` file. Absent settings get
+/// Builds the `settings/0` service systemcalc reads from a venus-docker `setup` file. Absent settings get
 /// AcInput1 = 1 (grid), AcInput2 = 0 (not used), HasDcSystem = 0 and BatteryService =
 /// `default`, the values dbus-systemcalc-py's own tests start from.
 fn settings_service(setup: &Setup) -> Service {

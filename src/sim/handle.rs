@@ -59,7 +59,7 @@ impl SimConfig {
         }
     }
 
-    /// The portal id the GX uses: the override, else the capture's.
+    /// Returns the portal id the GX uses: the override, else the capture's.
     pub fn effective_portal_id(&self) -> String {
         self.portal_id
             .clone()
@@ -100,7 +100,7 @@ pub enum Command {
     Stats(oneshot::Sender<SimStats>),
 }
 
-/// What the simulator has done so far.
+/// Counters of the simulator's activity so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimStats {
     pub connected: bool,
@@ -217,14 +217,14 @@ impl SimHandle {
         self.send(command).await;
     }
 
-    /// The GX's current values, topic suffix to value: the truth to compare against.
+    /// Returns the GX's current values, topic suffix to value: the truth to compare against.
     pub async fn values(&self) -> BTreeMap<String, Value> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Values(tx)).await;
         rx.await.unwrap_or_default()
     }
 
-    /// The current value of one topic suffix.
+    /// Returns the current value of one topic suffix.
     pub async fn value(&self, suffix: &str) -> Option<Value> {
         self.values().await.remove(suffix)
     }

@@ -1,4 +1,4 @@
-//! A simulated GX that stands in for hardware in tests, benchmarks and the demo.
+//! A simulated GX that replaces hardware in tests, benchmarks and the demo.
 //!
 //! It is an MQTT client that publishes a real capture into a broker the way Venus OS
 //! does. The pieces, from data to wire:
@@ -56,9 +56,9 @@ pub struct SimArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
 
-    /// Capture to replay: a name (boat, demo1, ess, boat-recorder, bmv, yacht35,
-    /// simple-boat, multirs, gui-demo; see --list-captures) or a path to a .log/.jsonl MQTT
-    /// log, a dbus-recorder .csv or a folder of them [default: boat].
+    /// Capture to replay [default: boat]. Either a name (boat, demo1, ess, boat-recorder,
+    /// bmv, yacht35, simple-boat, multirs, gui-demo; see --list-captures), or a path to a
+    /// .log/.jsonl MQTT log, a dbus-recorder .csv or a folder of them.
     #[arg(long, value_name = "NAME|PATH")]
     pub capture: Option<String>,
 
@@ -109,10 +109,10 @@ pub struct SimArgs {
     #[arg(long)]
     pub dbus_mqtt_paced: bool,
 
-    /// Scenario preset, repeatable: device-leaves (first battery monitor leaves at 20 s,
-    /// returns at 40 s), null-soc (system/0/Dc/Battery/Soc turns null at 20 s), reboot
-    /// (GX reboot at 20 s, 10 s down), expire (keepalive session ends at 20 s), freeze
-    /// (frozen from 20 s to 50 s). Times are wall-clock seconds after start.
+    /// Scenario preset, repeatable. device-leaves: the first battery monitor leaves at
+    /// 20 s and returns at 40 s. null-soc: system/0/Dc/Battery/Soc turns null at 20 s.
+    /// reboot: GX reboot at 20 s, 10 s down. expire: the keepalive session ends at 20 s.
+    /// freeze: frozen from 20 s to 50 s. Times are wall-clock seconds after start.
     #[arg(long, value_name = "NAME")]
     pub scenario: Vec<String>,
 

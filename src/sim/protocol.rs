@@ -1,4 +1,4 @@
-//! What a GX publishes in answer to connects, requests, value changes and time: the part
+//! The messages a GX publishes after connects, requests, value changes and timers: the part
 //! common to the two Venus OS MQTT bridges, dbus-flashmq ([`flashmq`]) and the older
 //! dbus-mqtt ([`dbus_mqtt`]). Both are state machines without I/O: they take the time
 //! as input and return the messages to publish.
@@ -19,7 +19,7 @@ pub struct Publish {
     pub retain: bool,
 }
 
-/// Which Venus OS MQTT bridge to imitate.
+/// Venus OS MQTT bridge to imitate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// dbus-flashmq, Venus OS 3.20 and later.
@@ -48,7 +48,7 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// The timers of Venus OS, divided by `time_scale` (values below 1 count as 1).
+    /// Returns the timers of Venus OS divided by `time_scale` (values below 1 count as 1).
     pub fn scaled(time_scale: f64) -> Timers {
         let factor = time_scale.max(1.0);
         let s = |secs: f64| Duration::from_secs_f64(secs / factor);
@@ -143,7 +143,7 @@ impl Protocol {
         }
     }
 
-    /// The next instant `on_tick` has work to do.
+    /// Returns the next instant at which `on_tick` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self {
             Protocol::FlashMq(p) => p.next_deadline(),
@@ -162,8 +162,8 @@ impl Protocol {
         }
     }
 
-    /// Whether value changes are published now (dbus-flashmq: alive; dbus-mqtt: at least
-    /// one keepalive filter is live).
+    /// Returns whether value changes are published now: dbus-flashmq is alive, or
+    /// dbus-mqtt has at least one live keepalive filter.
     pub fn is_alive(&self, now: Instant) -> bool {
         match self {
             Protocol::FlashMq(p) => p.is_alive(now),

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::capture::Capture;
 use super::gx::Gx;
 
-/// How fast value changes come.
+/// Pace of value changes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rate {
     /// The recording's own timing, or one random-walk step per second for snapshots.
@@ -164,7 +164,7 @@ impl Replay {
         self.walk.len()
     }
 
-    /// The value changes due at `now` under the natural rate.
+    /// Returns the value changes due at `now` under the natural rate.
     pub fn due(&mut self, now: Instant) -> Vec<(String, Value)> {
         match self.rate {
             Rate::Natural if !self.events.is_empty() => self.due_events(now),
@@ -210,7 +210,8 @@ impl Replay {
         }
     }
 
-    /// How many value messages a fixed rate owes at `now` (0 under the natural rate).
+    /// Returns how many value messages a fixed rate owes at `now` (0 under the natural
+    /// rate).
     pub fn owed(&mut self, now: Instant) -> usize {
         match self.rate {
             Rate::Natural => 0,
@@ -232,7 +233,7 @@ impl Replay {
         self.budget -= count as f64;
     }
 
-    /// The next measurement in round-robin order with a new value, for fixed rates.
+    /// Returns the next measurement in round-robin order with a new value, for fixed rates.
     pub fn next_varied(&mut self) -> Option<(String, Value)> {
         if self.round_robin.is_empty() {
             return None;
@@ -243,7 +244,7 @@ impl Replay {
         Some((suffix, value))
     }
 
-    /// One random-walk step of a measurement; integers move by at least 1.
+    /// Moves a measurement one random-walk step. Integers move by at least 1.
     fn step(&mut self, suffix: &str) -> Option<Value> {
         let state = *self.walk.get(suffix)?;
         let mut deviation = state.deviation + self.rng.random_range(-MAX_STEP..=MAX_STEP);
@@ -304,8 +305,8 @@ impl Replay {
     }
 }
 
-/// Whether a topic suffix is a measurement (a voltage, power, level, ...) rather than a
-/// setting, counter or identifier.
+/// Returns whether a topic suffix is a measurement (a voltage, power, level, ...) rather
+/// than a setting, counter or identifier.
 pub fn is_measurement(suffix: &str) -> bool {
     let mut parts = suffix.splitn(3, '/');
     let service_type = parts.next().unwrap_or("");

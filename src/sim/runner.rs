@@ -16,7 +16,7 @@ use super::replay::Replay;
 /// Outgoing requests rumqttc buffers before `publish` waits.
 const REQUEST_CAPACITY: usize = 1024;
 
-/// What the connection task reports, tagged with its session number.
+/// Event reported by the connection task, tagged with its session number.
 #[derive(Debug)]
 enum LinkEvent {
     Connected,
@@ -206,7 +206,7 @@ impl Runner {
                 let out = self.protocol.on_connect(&self.gx, Now::system());
                 self.publish(out).await;
                 // Reported after the start-up messages are handed to the client, so a
-                // waiter sees them as already sent.
+                // waiter can count on them being sent.
                 self.connects.send_replace(self.stats.connects);
             }
             LinkEvent::Message { topic, payload } => self.handle_message(&topic, &payload).await,
@@ -246,7 +246,7 @@ impl Runner {
         }
     }
 
-    /// A write request `{"value": x}` on an existing item changes it, as on the GX.
+    /// Applies a write request `{"value": x}` to an existing item, as the GX does.
     async fn write(&mut self, suffix: &str, payload: &[u8]) {
         let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(payload) else {
             return;

@@ -5,8 +5,8 @@
 //! * the main VE.Bus device is the connected vebus service with the lowest instance (the
 //!   GX prefers its built-in MK3 port);
 //! * ESS states, DVCC, BatteryLife and the GPS speed average are not computed;
-//! * values are recomputed at every change, where systemcalc does it at most once a second,
-//!   and `Batteries` at once, where systemcalc refreshes it every 5 s.
+//! * the caller ([`crate::sim::gx::Gx`]) recomputes at every change, where systemcalc does
+//!   it at most once a second and refreshes `Batteries` every 5 s.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use super::capture::Service;
 
 type Services = BTreeMap<(String, String), Service>;
 
-/// The computed `system/0` items (path without leading slash to value). `null` marks an
+/// Computes the `system/0` items (path without leading slash to value). `null` marks an
 /// item that exists but is invalid, as systemcalc publishes it.
 pub fn compute(services: &Services, portal_id: &str) -> BTreeMap<String, Value> {
     let bus = Bus { services };
@@ -132,10 +132,7 @@ pub fn compute(services: &Services, portal_id: &str) -> BTreeMap<String, Value> 
     ac_flows(&bus, &mut out, multi, &inverters, source);
 
     out.put("VebusService", multi.map_or(Value::Null, |m| json!(m.name)));
-    out.put(
-        "VebusInstance",
-        multi.map_or(Value::Null, |m| instance_value(m)),
-    );
+    out.put("VebusInstance", multi.map_or(Value::Null, instance_value));
     out.put("SystemState/State", system_state(&bus, multi));
     out.put("GpsService", gps_service(&bus));
 
@@ -445,6 +442,7 @@ fn battery_without_monitor(
     ] {
         out.put(&format!("Dc/Battery/{path}"), Value::Null);
     }
+
     let mut voltage: Option<(f64, String)> = None;
     for vebus in bus.list("vebus") {
         let state = bus.num(vebus, "State");
@@ -465,6 +463,7 @@ fn battery_without_monitor(
                 Some((bus.num(meter, "Dc/0/Voltage")?, meter.name.clone()))
             });
     }
+
     out.put("Dc/Battery/Voltage", Value::Null);
     out.put("Dc/Battery/Current", Value::Null);
     out.put("Dc/Battery/Power", Value::Null);
@@ -697,7 +696,7 @@ fn system_state(bus: &Bus<'_>, multi: Option<&Service>) -> Value {
     }
 }
 
-/// The first GPS by instance that has a fix.
+/// Returns the D-Bus name of the first GPS by instance that has a fix.
 fn gps_service(bus: &Bus<'_>) -> Value {
     bus.list("gps")
         .into_iter()

@@ -18,7 +18,7 @@ fn scaled(secs: f64) -> Duration {
     Duration::from_secs_f64(secs / TIME_SCALE)
 }
 
-/// The retained topics a new subscriber receives.
+/// Returns the retained topics a new subscriber receives.
 async fn retained_topics(broker: &Mosquitto) -> BTreeSet<String> {
     let mut late = TestClient::connect(broker.addr()).await;
     late.subscribe("N/#", QoS::AtMostOnce).await;

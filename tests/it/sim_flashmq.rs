@@ -15,7 +15,7 @@ use crate::support::mosquitto::Mosquitto;
 
 const BOAT: &str = "c0619ab0d0e1";
 
-/// The messages that are not retained deliveries made at subscribe time.
+/// Drops the retained deliveries made at subscribe time.
 fn live(messages: Vec<Received>) -> Vec<Received> {
     messages.into_iter().filter(|m| !m.retain).collect()
 }

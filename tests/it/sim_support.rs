@@ -20,12 +20,12 @@ pub struct Received {
 }
 
 impl Received {
-    /// The payload parsed as JSON, or `None` for an empty or non-JSON payload.
+    /// Parses the payload as JSON; `None` for an empty or non-JSON payload.
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.payload).ok()
     }
 
-    /// The `value` key of a `{"value": ...}` payload.
+    /// Returns the `value` key of a `{"value": ...}` payload.
     pub fn value(&self) -> Option<serde_json::Value> {
         self.json().and_then(|json| json.get("value").cloned())
     }
@@ -123,7 +123,7 @@ impl TestClient {
             .expect("publish");
     }
 
-    /// Every message received within `window`.
+    /// Collects every message received within `window`.
     pub async fn collect_for(&mut self, window: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + window;
         let mut out = Vec::new();
@@ -187,8 +187,8 @@ impl Drop for TestClient {
 /// alive 3 s, dbus-mqtt expiry 3 to 3.5 s).
 pub const TIME_SCALE: f64 = 20.0;
 
-/// A simulator config for tests: fast timers and reconnects, values held still unless
-/// the test turns variation on.
+/// Builds a simulator config for tests: fast timers and reconnects, and values held still
+/// unless the test turns variation on.
 pub fn sim_config(
     broker: &crate::support::mosquitto::Mosquitto,
     capture: &str,
@@ -213,8 +213,8 @@ pub fn is_completion(message: &Received, token: &str) -> bool {
 }
 
 /// Waits for the simulator's first connection and for its start-up messages (keepalive,
-/// Serial) to pass the broker, so a client subscribing afterwards sees them only as
-/// retained.
+/// Serial) to pass the broker, so a client subscribing afterwards gets them only as
+/// retained messages.
 pub async fn wait_ready(sim: &roamcore_victron::sim::SimHandle) {
     assert!(
         sim.wait_connected(Duration::from_secs(5)).await,

@@ -3,11 +3,12 @@
 //! rumqttd 0.20 was tried first and rejected: a QoS 1 subscription whose filter matched 500
 //! retained messages received only 100 of them, because its router drops the retained
 //! messages that do not fit the connection's free in-flight slots. A Home Assistant broker
-//! holds more retained discovery and state messages than that.
+//! keeps more retained discovery and state messages than that.
 //!
-//! What it does: CONNECT/CONNACK with optional username and password, SUBSCRIBE and
-//! UNSUBSCRIBE with `+` and `#`, PUBLISH at QoS 0 and 1 (QoS 2 is accepted from clients and
-//! delivered at QoS 1), retained messages, last will, PINGREQ and the keepalive timeout.
+//! Supported: CONNECT/CONNACK with optional username and password, SUBSCRIBE and
+//! UNSUBSCRIBE with `+` and `#`, retained messages, last will, PINGREQ and the keepalive
+//! timeout. PUBLISH works at QoS 0 and 1; QoS 2 from clients is accepted and delivered at
+//! QoS 1.
 //! One tokio task reads each connection and one writes it.
 //!
 //! NOTE: sessions are always clean (no state kept for `clean_session = false`), QoS 1
@@ -50,7 +51,7 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// The address the broker listens on (with the real port when 0 was asked for).
+    /// Returns the address the broker listens on, with the real port when port 0 was given.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

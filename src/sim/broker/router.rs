@@ -1,4 +1,5 @@
-//! Who is subscribed to what, the retained messages, and delivery to the connections.
+//! Broker state: the subscriptions of each connection and the retained messages, and the
+//! delivery of publishes to the connections.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use super::codec::{Packet, Publish, QoS};
 /// `max_queued_messages` plays the same role.
 pub const QUEUE_CAPACITY: usize = 100_000;
 
-/// What the reader and the router hand to a connection's writer task.
+/// Item for a connection's writer task, from its reader or the router.
 #[derive(Debug)]
 pub enum Outbound {
     Packet(Packet),
@@ -37,7 +38,7 @@ pub struct Router {
 
 impl Router {
     /// Registers a connection under `client_id` and returns its connection id. An older
-    /// connection with the same client id is told to close (MQTT 3.1.1, 3.1.4-2).
+    /// connection with the same client id is closed (MQTT 3.1.1, 3.1.4-2).
     pub fn connect(
         &mut self,
         client_id: &str,
@@ -158,8 +159,8 @@ impl Router {
     }
 }
 
-/// A filter is valid when `#` appears only as the whole last level and `+` only as a whole
-/// level (MQTT 3.1.1, 4.7.1).
+/// Returns whether a filter is valid: `#` only as the whole last level and `+` only as a
+/// whole level (MQTT 3.1.1, 4.7.1).
 pub fn is_valid_filter(filter: &str) -> bool {
     if filter.is_empty() {
         return false;

@@ -176,7 +176,7 @@ pub static NAMED_CAPTURES: &[NamedCapture] = &[
     },
 ];
 
-/// The named capture called `name`.
+/// Returns the named capture called `name`.
 pub fn named_capture(name: &str) -> Option<&'static NamedCapture> {
     NAMED_CAPTURES.iter().find(|capture| capture.name == name)
 }

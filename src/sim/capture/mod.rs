@@ -93,14 +93,14 @@ impl Capture {
         load_path(path).with_context(|| format!("failed to load capture {}", path.display()))
     }
 
-    /// The service with this type and instance.
+    /// Returns the service with this type and instance.
     pub fn service(&self, service_type: &str, instance: &str) -> Option<&Service> {
         self.services
             .iter()
             .find(|s| s.service_type == service_type && s.instance == instance)
     }
 
-    /// Whether the capture brings its own `system/0` (MQTT logs do).
+    /// Returns whether the capture brings its own `system/0` (MQTT logs do).
     pub fn has_system(&self) -> bool {
         self.service("system", "0").is_some()
     }
@@ -143,8 +143,8 @@ fn load_path(path: &Path) -> anyhow::Result<Capture> {
     }
 }
 
-/// The instance segment a topic uses for a D-Bus service: `/DeviceInstance`, else the text
-/// of `/Identifier`, else `0` (dbus-flashmq `get_instance_from_items`).
+/// Returns the instance segment a topic uses for a D-Bus service: `/DeviceInstance`, else
+/// the text of `/Identifier`, else `0` (dbus-flashmq `get_instance_from_items`).
 pub fn instance_of(values: &BTreeMap<String, Value>) -> String {
     match values.get("DeviceInstance") {
         Some(Value::Number(n)) => return n.to_string(),

@@ -1,8 +1,8 @@
 //! Victron dbus-recorder files (also used by venus-docker simulations).
 //!
-//! Format: line 1 is the D-Bus service name; then `path TAB TYPE TAB value TAB text` lines
-//! give the initial state; a blank line; then change events `time TAB path TAB TYPE TAB
-//! value TAB text` with the time in seconds from the start. `ARRAY []` is an invalid value
+//! Format: line 1 is the D-Bus service name. Then `path TAB TYPE TAB value TAB text` lines
+//! give the initial state, up to a blank line. Change events `time TAB path TAB TYPE TAB
+//! value TAB text` follow, with the time in seconds from the start. `ARRAY []` is an invalid value
 //! (`null` on MQTT). venus-docker files use CRLF line ends.
 //!
 //! A venus-docker simulation folder adds `setup` (lines `com.victronenergy.settings
@@ -132,8 +132,8 @@ pub fn parse_setup(bytes: &[u8]) -> Setup {
     setup
 }
 
-/// Builds a capture from recorder files: every `*.csv` is one service; files named
-/// `setup` and `description` (or ending in `_setup` / `_description`) fill in the rest.
+/// Builds a capture from recorder files. Every `*.csv` is one service, and files whose
+/// names end in `setup` and `description` add the settings and the title.
 pub fn load_set(
     name: &str,
     files: &[(&str, &[u8])],
