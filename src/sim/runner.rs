@@ -272,6 +272,10 @@ impl Runner {
                 instance,
             } => {
                 let changes = self.gx.remove_service(&service_type, &instance);
+                if changes.is_empty() {
+                    warn!(service_type, instance, "device not found, nothing removed");
+                    return;
+                }
                 info!(
                     service_type,
                     instance,
@@ -285,6 +289,13 @@ impl Runner {
                 instance,
             } => {
                 let changes = self.gx.restore_service(&service_type, &instance);
+                if changes.is_empty() {
+                    warn!(
+                        service_type,
+                        instance, "device was not removed, nothing restored"
+                    );
+                    return;
+                }
                 info!(
                     service_type,
                     instance,

@@ -112,7 +112,9 @@ pub static NAMED_CAPTURES: &[NamedCapture] = &[
     },
     NamedCapture {
         name: "yacht35",
-        description: "venus-docker simulation r",
+        description:
+            "venus-docker simulation r, 35 ft yacht: MultiPlus 12/3000, SmartShunt, BMV-712 \
+                      DC system meter, MPPT 100/50, 2 tanks, 4 temperatures, shore on AC-in 1",
         portal_id: "c0619ab03535",
         format: Format::Recorder,
         files: &[
@@ -132,7 +134,8 @@ pub static NAMED_CAPTURES: &[NamedCapture] = &[
     },
     NamedCapture {
         name: "simple-boat",
-        description: "venus-docker simulation nt",
+        description: "venus-docker simulation nt, a simple boat: BMV-702, MPPT 100/50, wind \
+                      charger, 3 tanks",
         portal_id: "c0619ab0517b",
         format: Format::Recorder,
         files: &[
@@ -148,7 +151,7 @@ pub static NAMED_CAPTURES: &[NamedCapture] = &[
     },
     NamedCapture {
         name: "multirs",
-        description: "venus-docker simulation v",
+        description: "venus-docker simulation v: a Multi RS Solar 48 V alone",
         portal_id: "c0619ab0a150",
         format: Format::Recorder,
         files: &[
