@@ -189,11 +189,19 @@ async fn flashmq_heartbeat_every_three_seconds() {
         "about 10 heartbeats in 30 s: {}",
         beats.len()
     );
-    for pair in beats.windows(2) {
-        let gap = pair[1].at - pair[0].at;
+    let gaps: Vec<Duration> = beats
+        .windows(2)
+        .map(|pair| pair[1].at - pair[0].at)
+        .collect();
+    let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
+    assert!(
+        mean >= scaled(2.7) && mean <= scaled(3.3),
+        "mean heartbeat gap {mean:?}, expected 3 s scaled"
+    );
+    for gap in &gaps {
         assert!(
-            gap >= scaled(2.0) && gap <= scaled(4.0),
-            "heartbeat gap {gap:?}, expected 3 s scaled"
+            *gap >= scaled(1.0) && *gap <= scaled(6.0),
+            "heartbeat gap {gap:?}"
         );
     }
     assert!(beats
@@ -228,7 +236,7 @@ async fn flashmq_silent_after_alive_timeout() {
     assert!(changes > 0, "value changes flow while alive");
     let last = got.last().expect("messages while alive").at;
     assert!(
-        last - sent <= scaled(61.0),
+        last - sent <= scaled(63.0),
         "last message {:?} after the keepalive",
         last - sent
     );
