@@ -15,11 +15,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration) -> Backoff {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-        }
+        Backoff { initial, max, current: initial }
     }
 
     /// Returns the delay before the next attempt and grows the one after it.
@@ -49,15 +45,9 @@ mod tests {
     fn grows_to_cap_and_resets() {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         let delays: Vec<Duration> = (0..10).map(|_| backoff.next_delay()).collect();
-        assert!(
-            delays[0] >= Duration::from_millis(800) && delays[0] <= Duration::from_millis(1200)
-        );
+        assert!(delays[0] >= Duration::from_millis(800) && delays[0] <= Duration::from_millis(1200));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(36)));
-        assert!(
-            delays[9] >= Duration::from_secs(24),
-            "capped delay {:?}",
-            delays[9]
-        );
+        assert!(delays[9] >= Duration::from_secs(24), "capped delay {:?}", delays[9]);
 
         backoff.reset();
         assert!(backoff.next_delay() <= Duration::from_millis(1200));

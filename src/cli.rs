@@ -64,12 +64,7 @@ pub struct RunArgs {
 
     /// Password for the GX broker: the GX's security-profile password (Secured and Weak
     /// profiles).
-    #[arg(
-        long,
-        env = "ROAMCORE_GX_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "ROAMCORE_GX_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
     pub gx_password: Option<String>,
 
     /// Connect to the GX over TLS (port 8883). The GX certificate is pinned on first use.
@@ -88,12 +83,7 @@ pub struct RunArgs {
 
     /// IPv4 subnets to sweep, comma separated CIDRs. Default: the directly attached
     /// private subnets of /24 or smaller.
-    #[arg(
-        long,
-        env = "ROAMCORE_SCAN_SUBNETS",
-        value_name = "CIDR,...",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "ROAMCORE_SCAN_SUBNETS", value_name = "CIDR,...", value_delimiter = ',')]
     pub scan_subnets: Option<Vec<String>>,
 
     /// Allow sweeping subnets larger than /24.
@@ -110,12 +100,7 @@ pub struct RunArgs {
     pub ha_username: Option<String>,
 
     /// Password for Home Assistant's broker.
-    #[arg(
-        long,
-        env = "ROAMCORE_HA_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "ROAMCORE_HA_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
     pub ha_password: Option<String>,
 
     /// MQTT Discovery prefix that Home Assistant listens on [default: homeassistant].

@@ -52,46 +52,32 @@ pub fn parse_host_port(text: &str) -> Result<HostPort, String> {
             None if tail.is_empty() => None,
             None => return Err(format!("'{text}' has text after ']' that is not ':PORT'")),
         };
-        return Ok(HostPort {
-            host: host.to_string(),
-            port,
-        });
+        return Ok(HostPort { host: host.to_string(), port });
     }
 
     match text.rsplit_once(':') {
         Some((host, _)) if host.contains(':') => {
             // A bare IPv6 address without brackets: no port.
-            Ok(HostPort {
-                host: text.to_string(),
-                port: None,
-            })
+            Ok(HostPort { host: text.to_string(), port: None })
         }
         Some((host, port)) => {
             if host.is_empty() {
                 return Err(format!("'{text}' has no host before ':'"));
             }
-            Ok(HostPort {
-                host: host.to_string(),
-                port: Some(parse_port(port, text)?),
-            })
+            Ok(HostPort { host: host.to_string(), port: Some(parse_port(port, text)?) })
         }
         None => {
             if text.contains(char::is_whitespace) || text.contains('/') {
                 return Err(format!("'{text}' is not a host name or address"));
             }
-            Ok(HostPort {
-                host: text.to_string(),
-                port: None,
-            })
+            Ok(HostPort { host: text.to_string(), port: None })
         }
     }
 }
 
 fn parse_port(port: &str, whole: &str) -> Result<u16, String> {
     match port.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!(
-            "'{whole}' has an invalid port '{port}' (expected 1-65535)"
-        )),
+        Ok(0) | Err(_) => Err(format!("'{whole}' has an invalid port '{port}' (expected 1-65535)")),
         Ok(port) => Ok(port),
     }
 }
@@ -132,16 +118,11 @@ pub fn parse_ipv4_net(text: &str) -> Result<Ipv4Net, String> {
         .trim()
         .split_once('/')
         .ok_or_else(|| format!("'{text}' is not a CIDR subnet (expected e.g. 192.168.1.0/24)"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("'{text}' has an invalid IPv4 address '{addr}'"))?;
+    let addr: Ipv4Addr =
+        addr.parse().map_err(|_| format!("'{text}' has an invalid IPv4 address '{addr}'"))?;
     let prefix: u8 = match prefix.parse() {
         Ok(p) if p <= 32 => p,
-        _ => {
-            return Err(format!(
-                "'{text}' has an invalid prefix length '{prefix}' (0-32)"
-            ))
-        }
+        _ => return Err(format!("'{text}' has an invalid prefix length '{prefix}' (0-32)")),
     };
     Ok(Ipv4Net { addr, prefix })
 }
@@ -213,9 +194,7 @@ pub fn validate_args(args: &RunArgs) -> Result<(), String> {
     }
     if let Some(scale) = args.time_scale {
         if !(scale.is_finite() && scale >= 1.0) {
-            return Err(format!(
-                "invalid value for --time-scale: '{scale}' (expected >= 1)"
-            ));
+            return Err(format!("invalid value for --time-scale: '{scale}' (expected >= 1)"));
         }
     }
     Ok(())
@@ -227,9 +206,7 @@ pub fn validate_portal_id(text: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "'{text}' is not a portal id (expected 12 letters or digits, e.g. c0619ab0d0e1)"
-        ))
+        Err(format!("'{text}' is not a portal id (expected 12 letters or digits, e.g. c0619ab0d0e1)"))
     }
 }
 
@@ -290,39 +267,26 @@ pub fn merge(args: &RunArgs, supervised: bool) -> Settings {
         None => file.subnets("scan_subnets"),
     };
 
-    let discovery_prefix =
-        args.discovery_prefix
-            .clone()
-            .unwrap_or_else(|| match file.string("discovery_prefix") {
-                Some(prefix) => match validate_discovery_prefix(&prefix) {
-                    Ok(()) => prefix,
-                    Err(e) => {
-                        file.error("discovery_prefix", &e);
-                        "homeassistant".into()
-                    }
-                },
-                None => "homeassistant".into(),
-            });
+    let discovery_prefix = args.discovery_prefix.clone().unwrap_or_else(|| {
+        match file.string("discovery_prefix") {
+            Some(prefix) => match validate_discovery_prefix(&prefix) {
+                Ok(()) => prefix,
+                Err(e) => {
+                    file.error("discovery_prefix", &e);
+                    "homeassistant".into()
+                }
+            },
+            None => "homeassistant".into(),
+        }
+    });
 
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| default_data_dir(supervised));
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| default_data_dir(supervised));
 
     let settings = Settings {
         gx,
-        gx_username: args
-            .gx_username
-            .clone()
-            .or_else(|| file.string("gx_username")),
-        gx_password: args
-            .gx_password
-            .clone()
-            .or_else(|| file.string("gx_password")),
-        gx_tls: args
-            .gx_tls
-            .or_else(|| file.boolean("gx_tls"))
-            .unwrap_or(false),
+        gx_username: args.gx_username.clone().or_else(|| file.string("gx_username")),
+        gx_password: args.gx_password.clone().or_else(|| file.string("gx_password")),
+        gx_tls: args.gx_tls.or_else(|| file.boolean("gx_tls")).unwrap_or(false),
         portal_id: portal_id.map(|p| p.to_ascii_lowercase()),
         scan: args.scan.or_else(|| file.boolean("scan")).unwrap_or(true),
         scan_subnets,
@@ -330,18 +294,12 @@ pub fn merge(args: &RunArgs, supervised: bool) -> Settings {
             .scan_large_subnets
             .or_else(|| file.boolean("scan_large_subnets"))
             .unwrap_or(false),
-        ha_broker: args
-            .ha_broker
-            .as_deref()
-            .and_then(|b| parse_host_port(b).ok()),
+        ha_broker: args.ha_broker.as_deref().and_then(|b| parse_host_port(b).ok()),
         ha_username: args.ha_username.clone(),
         ha_password: args.ha_password.clone(),
         discovery_prefix,
         data_dir,
-        log_level: args
-            .log_level
-            .or_else(|| file.log_level("log_level"))
-            .unwrap_or(LogLevel::Info),
+        log_level: args.log_level.or_else(|| file.log_level("log_level")).unwrap_or(LogLevel::Info),
         forget_after_days: args
             .forget_after_days
             .or_else(|| file.uint("forget_after_days"))
@@ -406,28 +364,24 @@ impl OptionsFile {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return file,
             Err(e) => {
-                file.errors
-                    .push(format!("cannot read options file {}: {e}", path.display()));
+                file.errors.push(format!("cannot read options file {}: {e}", path.display()));
                 return file;
             }
         };
 
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(map)) => file.values = map,
-            Ok(_) => file.errors.push(format!(
-                "options file {} is not a JSON object; ignored",
-                path.display()
-            )),
-            Err(e) => file.errors.push(format!(
-                "options file {} is not valid JSON ({e}); ignored",
-                path.display()
-            )),
+            Ok(_) => file
+                .errors
+                .push(format!("options file {} is not a JSON object; ignored", path.display())),
+            Err(e) => file
+                .errors
+                .push(format!("options file {} is not valid JSON ({e}); ignored", path.display())),
         }
 
         for key in file.values.keys() {
             if !OPTION_KEYS.contains(&key.as_str()) {
-                file.errors
-                    .push(format!("option '{key}' is unknown; ignored"));
+                file.errors.push(format!("option '{key}' is unknown; ignored"));
             }
         }
         file
@@ -435,8 +389,7 @@ impl OptionsFile {
 
     fn error(&mut self, key: &str, message: &str) {
         self.applied.retain(|k| k != key);
-        self.errors
-            .push(format!("option '{key}' is invalid: {message}; ignored"));
+        self.errors.push(format!("option '{key}' is invalid: {message}; ignored"));
     }
 
     /// Returns a value that is present and not null; null and "" mean "not set".
@@ -455,10 +408,7 @@ impl OptionsFile {
                 Some(s.trim().to_string())
             }
             other => {
-                self.error(
-                    key,
-                    &format!("expected text, got {}", describe(&other, key)),
-                );
+                self.error(key, &format!("expected text, got {}", describe(&other, key)));
                 None
             }
         }
@@ -471,10 +421,7 @@ impl OptionsFile {
                 Some(b)
             }
             other => {
-                self.error(
-                    key,
-                    &format!("expected true or false, got {}", describe(&other, key)),
-                );
+                self.error(key, &format!("expected true or false, got {}", describe(&other, key)));
                 None
             }
         }
@@ -488,13 +435,7 @@ impl OptionsFile {
                 Some(n)
             }
             None => {
-                self.error(
-                    key,
-                    &format!(
-                        "expected a whole number >= 0, got {}",
-                        describe(&value, key)
-                    ),
-                );
+                self.error(key, &format!("expected a whole number >= 0, got {}", describe(&value, key)));
                 None
             }
         }
@@ -513,10 +454,7 @@ impl OptionsFile {
                 Some(port)
             }
             _ => {
-                self.error(
-                    key,
-                    &format!("expected a port 1-65535, got {}", describe(&value, key)),
-                );
+                self.error(key, &format!("expected a port 1-65535, got {}", describe(&value, key)));
                 None
             }
         }
@@ -548,18 +486,9 @@ impl OptionsFile {
         };
         let items: Vec<Value> = match value {
             Value::Array(items) => items,
-            Value::String(s) => s
-                .split(',')
-                .map(|p| Value::String(p.trim().into()))
-                .collect(),
+            Value::String(s) => s.split(',').map(|p| Value::String(p.trim().into())).collect(),
             other => {
-                self.error(
-                    key,
-                    &format!(
-                        "expected a list of CIDR subnets, got {}",
-                        describe(&other, key)
-                    ),
-                );
+                self.error(key, &format!("expected a list of CIDR subnets, got {}", describe(&other, key)));
                 return Vec::new();
             }
         };
@@ -568,9 +497,7 @@ impl OptionsFile {
         for item in items {
             match item.as_str().map(parse_ipv4_net) {
                 Some(Ok(net)) => subnets.push(net),
-                Some(Err(e)) => self
-                    .errors
-                    .push(format!("option '{key}' entry is invalid: {e}; ignored")),
+                Some(Err(e)) => self.errors.push(format!("option '{key}' entry is invalid: {e}; ignored")),
                 None => self.errors.push(format!(
                     "option '{key}' entry {} is not text; ignored",
                     describe(&item, key)
@@ -630,24 +557,15 @@ mod tests {
     fn host_port_forms() {
         assert_eq!(
             parse_host_port("venus.local").unwrap(),
-            HostPort {
-                host: "venus.local".into(),
-                port: None
-            }
+            HostPort { host: "venus.local".into(), port: None }
         );
         assert_eq!(
             parse_host_port("10.0.0.5:8883").unwrap(),
-            HostPort {
-                host: "10.0.0.5".into(),
-                port: Some(8883)
-            }
+            HostPort { host: "10.0.0.5".into(), port: Some(8883) }
         );
         assert_eq!(
             parse_host_port("[fe80::1]:1883").unwrap(),
-            HostPort {
-                host: "fe80::1".into(),
-                port: Some(1883)
-            }
+            HostPort { host: "fe80::1".into(), port: Some(1883) }
         );
         assert_eq!(parse_host_port("fe80::1").unwrap().port, None);
     }
@@ -681,31 +599,14 @@ mod tests {
                 "log_level": "debug", "gx_password": 424242, "mystery": 1}"#,
         )
         .unwrap();
-        let args = RunArgs {
-            options: Some(path),
-            ..Default::default()
-        };
+        let args = RunArgs { options: Some(path), ..Default::default() };
         let settings = merge(&args, false);
 
-        assert_eq!(
-            settings.gx,
-            GxTarget::Fixed(HostPort {
-                host: "10.1.2.3".into(),
-                port: None
-            })
-        );
+        assert_eq!(settings.gx, GxTarget::Fixed(HostPort { host: "10.1.2.3".into(), port: None }));
         assert!(settings.scan, "an invalid 'scan' keeps the default");
         assert_eq!(settings.log_level, LogLevel::Debug);
-        assert_eq!(
-            settings.config_errors.len(),
-            4,
-            "{:?}",
-            settings.config_errors
-        );
-        assert!(
-            settings.config_errors.iter().all(|e| !e.contains("424242")),
-            "secret value leaked"
-        );
+        assert_eq!(settings.config_errors.len(), 4, "{:?}", settings.config_errors);
+        assert!(settings.config_errors.iter().all(|e| !e.contains("424242")), "secret value leaked");
     }
 
     #[test]
@@ -722,10 +623,7 @@ mod tests {
         let settings = merge(&args, false);
         assert_eq!(
             settings.gx,
-            GxTarget::Fixed(HostPort {
-                host: "10.9.9.9".into(),
-                port: Some(1884)
-            })
+            GxTarget::Fixed(HostPort { host: "10.9.9.9".into(), port: Some(1884) })
         );
         assert!(!settings.gx_tls);
     }

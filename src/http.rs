@@ -22,10 +22,7 @@ pub enum HttpError {
     #[error("request to {0} timed out")]
     Timeout(String),
     #[error("I/O error talking to {host}: {source}")]
-    Io {
-        host: String,
-        source: std::io::Error,
-    },
+    Io { host: String, source: std::io::Error },
     #[error("invalid HTTP response from {0}: {1}")]
     InvalidResponse(String, &'static str),
     #[error("response from {0} is larger than {1} bytes")]
@@ -43,10 +40,7 @@ pub struct Response {
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -73,19 +67,11 @@ impl Url {
         };
         let hp = crate::config::parse_host_port(authority)
             .map_err(|_| HttpError::InvalidUrl(url.to_string()))?;
-        Ok(Url {
-            host: hp.host,
-            port: hp.port.unwrap_or(80),
-            path: path.to_string(),
-        })
+        Ok(Url { host: hp.host, port: hp.port.unwrap_or(80), path: path.to_string() })
     }
 
     fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         if self.port == 80 {
             host
         } else {
@@ -128,17 +114,8 @@ pub async fn send(request: &Request<'_>) -> Result<Response, HttpError> {
     }
 }
 
-pub async fn get(
-    url: &str,
-    headers: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<Response, HttpError> {
-    send(&Request {
-        headers,
-        timeout,
-        ..Request::get(url)
-    })
-    .await
+pub async fn get(url: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<Response, HttpError> {
+    send(&Request { headers, timeout, ..Request::get(url) }).await
 }
 
 pub async fn post_json(
@@ -163,14 +140,9 @@ pub async fn post_json(
 
 async fn exchange(url: &Url, request: &Request<'_>) -> Result<Response, HttpError> {
     let label = url.authority();
-    let io = |source| HttpError::Io {
-        host: label.clone(),
-        source,
-    };
+    let io = |source| HttpError::Io { host: label.clone(), source };
 
-    let mut stream = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(io)?;
+    let mut stream = TcpStream::connect((url.host.as_str(), url.port)).await.map_err(io)?;
 
     let mut head = format!(
         "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: roamcore-victron/{}\r\n",
@@ -221,9 +193,7 @@ fn complete_length(raw: &[u8]) -> Option<usize> {
     let head = std::str::from_utf8(&raw[..end]).ok()?;
     let length = head.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| value.trim().parse::<usize>().ok())?
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
     })?;
     Some(end + length)
 }
@@ -236,8 +206,7 @@ enum ParseError {
 
 fn parse_response(raw: &[u8], max_body: usize) -> Result<Response, ParseError> {
     let end = find(raw, b"\r\n\r\n").ok_or(ParseError::Invalid("no end of headers"))?;
-    let head =
-        std::str::from_utf8(&raw[..end]).map_err(|_| ParseError::Invalid("headers not UTF-8"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| ParseError::Invalid("headers not UTF-8"))?;
     let mut lines = head.split("\r\n");
 
     let status_line = lines.next().ok_or(ParseError::Invalid("empty response"))?;
@@ -262,19 +231,11 @@ fn parse_response(raw: &[u8], max_body: usize) -> Result<Response, ParseError> {
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked {
-        decode_chunked(rest, max_body)?
-    } else {
-        rest.to_vec()
-    };
+    let body = if chunked { decode_chunked(rest, max_body)? } else { rest.to_vec() };
     if body.len() > max_body {
         return Err(ParseError::TooLarge);
     }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 fn decode_chunked(mut data: &[u8], max_body: usize) -> Result<Vec<u8>, ParseError> {
@@ -297,9 +258,7 @@ fn decode_chunked(mut data: &[u8], max_body: usize) -> Result<Vec<u8>, ParseErro
             return Err(ParseError::TooLarge);
         }
         body.extend_from_slice(&data[..size]);
-        data = data
-            .get(size + 2..)
-            .ok_or(ParseError::Invalid("truncated chunk end"))?;
+        data = data.get(size + 2..).ok_or(ParseError::Invalid("truncated chunk end"))?;
     }
 }
 
@@ -315,11 +274,7 @@ mod tests {
     fn url_forms() {
         assert_eq!(
             Url::parse("http://supervisor/services/mqtt").unwrap(),
-            Url {
-                host: "supervisor".into(),
-                port: 80,
-                path: "/services/mqtt".into()
-            }
+            Url { host: "supervisor".into(), port: 80, path: "/services/mqtt".into() }
         );
         assert_eq!(Url::parse("http://127.0.0.1:8080").unwrap().path, "/");
         assert!(Url::parse("https://x/").is_err());

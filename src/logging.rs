@@ -31,11 +31,7 @@ pub fn init(level: LogLevel) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
         _ => {
-            let deps = if level == Level::TRACE {
-                "debug"
-            } else {
-                "warn"
-            };
+            let deps = if level == Level::TRACE { "debug" } else { "warn" };
             EnvFilter::new(format!("{deps},roamcore_victron={level}"))
         }
     };
@@ -62,10 +58,7 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let day_secs = secs % 86_400;
         let level = match *event.metadata().level() {
             Level::TRACE => "TRACE",

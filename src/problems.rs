@@ -37,11 +37,7 @@ pub enum Report {
 
 impl Problems {
     pub fn new(summary_interval: Duration) -> Problems {
-        Problems {
-            entries: HashMap::new(),
-            summary_interval,
-            max_entries: 1024,
-        }
+        Problems { entries: HashMap::new(), summary_interval, max_entries: 1024 }
     }
 
     /// Records one occurrence of `key` at `now` and says what to log.
@@ -53,10 +49,7 @@ impl Problems {
                 let count = entry.unreported;
                 entry.unreported = 0;
                 entry.last_logged = now;
-                return Report::Summary {
-                    count,
-                    total: entry.total,
-                };
+                return Report::Summary { count, total: entry.total };
             }
             return Report::Quiet;
         }
@@ -66,14 +59,8 @@ impl Problems {
         if self.entries.len() >= self.max_entries {
             return self.record_overflow(now);
         }
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                unreported: 0,
-                total: 1,
-                last_logged: now,
-            },
-        );
+        self.entries
+            .insert(key.to_string(), Entry { unreported: 0, total: 1, last_logged: now });
         Report::First
     }
 
@@ -87,10 +74,7 @@ impl Problems {
                     let count = entry.unreported;
                     entry.unreported = 0;
                     entry.last_logged = now;
-                    Report::Summary {
-                        count,
-                        total: entry.total,
-                    }
+                    Report::Summary { count, total: entry.total }
                 } else {
                     Report::Quiet
                 }
@@ -98,11 +82,7 @@ impl Problems {
             None => {
                 self.entries.insert(
                     OVERFLOW.to_string(),
-                    Entry {
-                        unreported: 0,
-                        total: 1,
-                        last_logged: now,
-                    },
+                    Entry { unreported: 0, total: 1, last_logged: now },
                 );
                 Report::First
             }
@@ -145,17 +125,11 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(problems.record("a", t0), Report::First);
         for i in 1..100 {
-            assert_eq!(
-                problems.record("a", t0 + Duration::from_secs(i)),
-                Report::Quiet
-            );
+            assert_eq!(problems.record("a", t0 + Duration::from_secs(i)), Report::Quiet);
         }
         assert_eq!(
             problems.record("a", t0 + Duration::from_secs(600)),
-            Report::Summary {
-                count: 100,
-                total: 101
-            }
+            Report::Summary { count: 100, total: 101 }
         );
         assert_eq!(problems.record("b", t0), Report::First);
     }

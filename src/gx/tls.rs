@@ -34,10 +34,7 @@ pub fn fingerprint(der: &[u8]) -> Fingerprint {
 /// Formats a fingerprint as colon-separated upper-case hex, as `openssl x509 -fingerprint`
 /// prints it, so a user can compare it by eye.
 pub fn format_fingerprint(fp: &Fingerprint) -> String {
-    fp.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 pub fn parse_fingerprint(text: &str) -> Option<Fingerprint> {
@@ -94,12 +91,7 @@ impl ServerCertVerifier for PinningVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -108,18 +100,11 @@ impl ServerCertVerifier for PinningVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -145,10 +130,7 @@ pub fn client_config(expected: Option<Fingerprint>) -> (Arc<ClientConfig>, Arc<P
 
 /// True when a TLS error means "the certificate is not the pinned one".
 pub fn is_pin_mismatch(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
-    )
+    matches!(err, Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
 }
 
 /// Pinned certificates by portal id, kept in `tls_pins.json` in the data directory.
@@ -169,9 +151,7 @@ impl PinStore {
     }
 
     pub fn get(&self, portal_id: &str) -> Option<Fingerprint> {
-        self.pins
-            .get(portal_id)
-            .and_then(|text| parse_fingerprint(text))
+        self.pins.get(portal_id).and_then(|text| parse_fingerprint(text))
     }
 
     /// Pins `fp` for `portal_id` and writes the file. Returns false when the pin was

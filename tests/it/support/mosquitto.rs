@@ -27,11 +27,7 @@ pub fn mosquitto_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("MOSQUITTO") {
         return PathBuf::from(path);
     }
-    for candidate in [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ] {
+    for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
         }
@@ -53,12 +49,7 @@ impl Mosquitto {
     pub fn start_with(config: BrokerConfig) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir for mosquitto");
         let port = config.port.unwrap_or_else(free_port);
-        let mut broker = Mosquitto {
-            child: None,
-            port,
-            dir,
-            config,
-        };
+        let mut broker = Mosquitto { child: None, port, dir, config };
         broker.spawn();
         broker
     }
