@@ -1,7 +1,6 @@
 //! Integration tests. One test binary (faster to link than one per file); each module is
 //! one area. Tests that need a broker start their own Mosquitto on a free 127.0.0.1 port.
 
-mod bad_input;
 mod support;
 
 mod addon_daemon;
@@ -9,5 +8,12 @@ mod addon_fake;
 mod addon_manifest;
 mod addon_provision;
 mod addon_supervisor;
+mod bad_input;
 mod docs;
 mod gx_tls;
+mod sim_broker;
+mod sim_captures;
+mod sim_dbus_mqtt;
+mod sim_flashmq;
+mod sim_scenarios;
+mod sim_support;
