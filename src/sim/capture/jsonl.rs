@@ -2,6 +2,12 @@
 //! (`N/<portal>/<type>/<instance>/<path>`), `message.value` (the parsed payload value) and
 //! `message.senderName` (the D-Bus service). Raw payload bytes, retain flags and the `min`
 //! and `max` keys of settings are not kept in this format.
+//!
+//! The Signal K plugin read a tank's `/FluidType` and a temperature sensor's
+//! `/TemperatureType` from the GX but logged them only as `fluidType`/`temperatureType`
+//! fields beside other messages, never as topics of their own. A real GX publishes both
+//! paths, and the bridge needs them to name tanks and sensors, so the loader turns those
+//! fields back into the paths.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +64,16 @@ pub fn load(name: &str, bytes: &[u8], portal_id: Option<&str>) -> anyhow::Result
                 }
             });
         service.values.insert(path.to_string(), value);
+
+        for (field, type_path) in [("fluidType", "FluidType"), ("temperatureType", "TemperatureType")] {
+            let expected_service = if type_path == "FluidType" { "tank" } else { "temperature" };
+            if service_type != expected_service {
+                continue;
+            }
+            if let Some(code) = message.get(field).filter(|v| v.is_number()) {
+                service.values.entry(type_path.to_string()).or_insert_with(|| code.clone());
+            }
+        }
     }
 
     let portal_id = portal_id
@@ -93,6 +109,9 @@ mod tests {
         assert_eq!(battery.name, "com.victronenergy.battery.ttyUSB0");
         assert_eq!(battery.values["Dc/0/Voltage"], serde_json::json!(13.7));
         let vecan = capture.service("vecan", "vecan0").unwrap();
+        let log = br#"{"message":{"topic":"N/abc/tank/20/Level","value":51,"fluidType":1}}"#;
+        let tank = load("t", log, None).unwrap();
+        assert_eq!(tank.service("tank", "20").unwrap().values["FluidType"], serde_json::json!(1));
         assert_eq!(vecan.values["Link/X"], Value::Null);
         assert_eq!(vecan.name, "com.victronenergy.vecan.simvecan0");
     }
