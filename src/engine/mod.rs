@@ -98,6 +98,9 @@ pub struct Engine {
     started: Instant,
     last_save: Instant,
     last_liveness: Instant,
+    /// Interval of the counters line for benchmarks (`ROAMCORE_STATS_EVERY`, seconds).
+    stats_every: Option<Duration>,
+    last_stats: Instant,
 }
 
 impl Engine {
@@ -141,6 +144,12 @@ impl Engine {
             started: Instant::now(),
             last_save: Instant::now(),
             last_liveness: Instant::now(),
+            stats_every: std::env::var("ROAMCORE_STATS_EVERY")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v > 0.0)
+                .map(Duration::from_secs_f64),
+            last_stats: Instant::now(),
         };
         engine.sync_policies();
         engine.publish_initial();
@@ -233,6 +242,18 @@ impl Engine {
         if now.duration_since(self.last_liveness) >= Duration::from_secs(60) {
             self.last_liveness = now;
             self.publish_liveness();
+        }
+        if let Some(every) = self.stats_every {
+            if now.duration_since(self.last_stats) >= every {
+                self.last_stats = now;
+                tracing::info!(
+                    gx_messages = self.stats.gx_messages,
+                    gx_oversized = self.stats.gx_oversized,
+                    ha_published = self.stats.ha_published,
+                    gx_reconnects = self.stats.gx_reconnects,
+                    "stats"
+                );
+            }
         }
         self.status.tick(now);
         self.health.record(now, self.health_published, self.ha_connected);
