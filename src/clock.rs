@@ -14,6 +14,9 @@ pub struct Timings {
     /// dbus-flashmq publishes `heartbeat` every 3 s while alive; no heartbeat for this long
     /// means the GX link is stale.
     pub gx_heartbeat_timeout: Duration,
+    /// A gap between heartbeats longer than this (1.5 periods) means the GX session may
+    /// have lapsed and been revived; values are then refreshed with a full keepalive.
+    pub gx_heartbeat_gap: Duration,
     /// How long to wait for `full_publish_completed` before treating the snapshot as
     /// complete anyway (dbus-mqtt never sends it; dbus-flashmq before Nov 2023 neither).
     pub gx_snapshot_fallback: Duration,
@@ -45,6 +48,7 @@ impl Timings {
         Timings {
             gx_keepalive: Duration::from_secs(30),
             gx_heartbeat_timeout: Duration::from_secs(10),
+            gx_heartbeat_gap: Duration::from_millis(4500),
             gx_snapshot_fallback: Duration::from_secs(10),
             gx_stale_retry: (Duration::from_secs(5), Duration::from_secs(30)),
             gx_serial_wait: Duration::from_secs(10),
@@ -69,6 +73,7 @@ impl Timings {
         Timings {
             gx_keepalive: s(standard.gx_keepalive),
             gx_heartbeat_timeout: s(standard.gx_heartbeat_timeout),
+            gx_heartbeat_gap: s(standard.gx_heartbeat_gap),
             gx_snapshot_fallback: s(standard.gx_snapshot_fallback),
             gx_stale_retry: (s(standard.gx_stale_retry.0), s(standard.gx_stale_retry.1)),
             gx_serial_wait: s(standard.gx_serial_wait),

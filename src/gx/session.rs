@@ -161,11 +161,26 @@ impl Session {
     /// `N/<portal>/heartbeat`: only dbus-flashmq sends it.
     pub fn heartbeat(&mut self, now: Instant) -> Vec<Action> {
         self.firmware = Firmware::FlashMq;
+        let gap = self.last_heartbeat.map(|at| now.duration_since(at));
         self.last_heartbeat = Some(now);
         if let Phase::Stale { heartbeat_back, .. } = &mut self.phase {
             heartbeat_back.get_or_insert(now);
+            return Vec::new();
+        }
+        // Heartbeats came back after a gap: the GX session may have lapsed and been
+        // revived by a keepalive without a republish, so refresh every value.
+        if self.phase == Phase::Live && gap.is_some_and(|gap| gap > self.timings.gx_heartbeat_gap) {
+            return self.resync(now);
         }
         Vec::new()
+    }
+
+    /// Asks for a full republish while staying online.
+    fn resync(&mut self, now: Instant) -> Vec<Action> {
+        let token = self.next_token();
+        self.phase = Phase::Snapshot { since: now, token: Some(token.clone()) };
+        self.last_keepalive = Some(now);
+        vec![Action::SnapshotBegin, Action::Keepalive(full_keepalive(&token))]
     }
 
     /// `N/<portal>/full_publish_completed`, with the echo token if it carried one.
@@ -244,12 +259,19 @@ impl Session {
 
         let due = self.last_keepalive.is_none_or(|at| now.duration_since(at) >= self.timings.gx_keepalive);
         if due {
-            self.last_keepalive = Some(now);
-            let payload = match (self.firmware, &self.phase) {
-                (Firmware::FlashMq, Phase::Live) => SUPPRESS_REPUBLISH.to_string(),
-                _ => String::new(),
-            };
-            actions.push(Action::Keepalive(payload));
+            let heartbeat_gap = self.last_heartbeat.is_some_and(|at| now.duration_since(at) > self.timings.gx_heartbeat_gap);
+            match (self.firmware, &self.phase) {
+                // A keepalive that may revive a lapsed session must be a full one.
+                (Firmware::FlashMq, Phase::Live) if heartbeat_gap => actions.extend(self.resync(now)),
+                (Firmware::FlashMq, Phase::Live) => {
+                    self.last_keepalive = Some(now);
+                    actions.push(Action::Keepalive(SUPPRESS_REPUBLISH.to_string()));
+                }
+                _ => {
+                    self.last_keepalive = Some(now);
+                    actions.push(Action::Keepalive(String::new()));
+                }
+            }
         }
         actions
     }
@@ -351,11 +373,13 @@ mod tests {
         s.heartbeat(t0 + secs(1));
         let actions = s.full_publish_completed(None, t0 + secs(2));
         assert_eq!(actions, vec![Action::SnapshotEnd, Action::Online]);
-        for n in 1..=4u64 {
-            let at = t0 + secs(30 * n);
-            s.heartbeat(at - secs(1));
-            assert_eq!(keepalives(&s.tick(at)), vec![SUPPRESS_REPUBLISH]);
+        let mut sent = Vec::new();
+        for second in (3..=120u64).step_by(3) {
+            let at = t0 + secs(second);
+            s.heartbeat(at);
+            sent.extend(keepalives(&s.tick(at)).into_iter().map(str::to_string));
         }
+        assert_eq!(sent, vec![SUPPRESS_REPUBLISH; 4]);
     }
 
     #[test]
@@ -423,6 +447,43 @@ mod tests {
             }
         }
         assert!(max_gap <= secs(30), "gap {max_gap:?}");
+    }
+
+    #[test]
+    fn heartbeat_gap_triggers_full_keepalive_without_going_offline() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        s.heartbeat(t0 + secs(3));
+
+        // The session lapsed and came back: heartbeats resume after 8 s.
+        let actions = s.heartbeat(t0 + secs(11) - Duration::from_millis(500));
+        assert!(!actions.iter().any(|a| matches!(a, Action::Offline(_))), "{actions:?}");
+        let sent = keepalives(&actions);
+        assert_eq!(sent.len(), 1, "{actions:?}");
+        assert!(sent[0].contains("full-publish-completed-echo"), "{}", sent[0]);
+    }
+
+    #[test]
+    fn periodic_keepalive_after_silence_is_full() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        for n in 1..10 {
+            s.heartbeat(t0 + secs(3 * n));
+        }
+        // Last heartbeat at 27 s; at 30 s the keepalive is due and 3 s is no gap.
+        assert_eq!(keepalives(&s.tick(t0 + secs(30))), vec![SUPPRESS_REPUBLISH]);
+        s.heartbeat(t0 + secs(30));
+        s.heartbeat(t0 + secs(33));
+        // Heartbeats stop at 33 s; the keepalive due at 60 s would come after a 27 s
+        // silence, but the watchdog has gone stale at 43 s already.
+        let actions = s.tick(t0 + secs(43));
+        assert!(actions.contains(&Action::Offline("no heartbeat from the GX for 10 s")));
     }
 
     #[test]
