@@ -93,6 +93,18 @@ fn log_start(settings: &Settings, supervised: bool) {
         data_dir = %settings.data_dir.display(),
         "RoamCore Victron starting"
     );
+    tracing::debug!(
+        gx = ?settings.gx,
+        gx_tls = settings.gx_tls,
+        gx_username = settings.gx_username.as_deref().unwrap_or(""),
+        gx_password_set = settings.gx_password.is_some(),
+        portal_id = settings.portal_id.as_deref().unwrap_or(""),
+        scan = settings.scan,
+        scan_subnets = %settings.scan_subnets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        discovery_prefix = %settings.discovery_prefix,
+        forget_after_days = settings.forget_after_days,
+        "effective settings"
+    );
     if !settings.applied_options.is_empty() {
         tracing::info!("options applied: {}", config::describe_applied(settings));
     }

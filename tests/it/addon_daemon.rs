@@ -134,7 +134,6 @@ fn ha_broker() -> Mosquitto {
 }
 
 #[test]
-#[ignore = "needs the engine (run) from the main branch"]
 fn daemon_reads_every_option() {
     let broker = ha_broker();
     let supervisor = fake_supervisor(broker.port, 0);
@@ -163,7 +162,6 @@ fn daemon_reads_every_option() {
 }
 
 #[test]
-#[ignore = "needs the engine (run) from the main branch"]
 fn daemon_reports_invalid_option() {
     let broker = ha_broker();
     let supervisor = fake_supervisor(broker.port, 0);
@@ -177,7 +175,6 @@ fn daemon_reports_invalid_option() {
 }
 
 #[test]
-#[ignore = "needs the engine (run) and the simulated GX (simulate) from the main branch"]
 fn daemon_as_container_end_to_end() {
     let broker = ha_broker();
     let gx_broker = Mosquitto::start();
