@@ -186,7 +186,9 @@ impl Engine {
 
     fn on_gx_disconnected(&mut self, error: LinkError, now: Instant) {
         let label = self.gx_label();
-        let was_up = self.session.portal().is_some();
+        // The portal id outlives the connection, so it cannot tell a lost link from
+        // another failed attempt.
+        let was_up = self.session.is_connected();
         let actions = self.session.disconnected();
         self.perform(actions, now);
         self.stats.gx_reconnects += u64::from(was_up);
@@ -211,7 +213,9 @@ impl Engine {
                     ),
                 );
             }
-            LinkError::Refused if !was_up && self.discovery.is_none() => {
+            // A GX that delivered data before (this run, or stored capabilities) and now
+            // refuses is most likely rebooting; only a GX never seen gets this advice.
+            LinkError::Refused if !was_up && self.discovery.is_none() && self.model.capabilities().is_empty() => {
                 self.set_status(
                     BridgeStatus::MqttDisabled,
                     format!(

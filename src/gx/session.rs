@@ -111,6 +111,11 @@ impl Session {
         matches!(self.phase, Phase::Stale { .. })
     }
 
+    /// True from the broker's CONNACK until the connection drops.
+    pub fn is_connected(&self) -> bool {
+        self.phase != Phase::Disconnected
+    }
+
     /// The broker accepted our connection.
     pub fn connected(&mut self, now: Instant) -> Vec<Action> {
         self.phase = Phase::WaitingSerial { since: now, warned: false };
@@ -439,7 +444,9 @@ mod tests {
         let (mut s, t0) = session();
         s.connected(t0);
         s.serial("p", t0);
+        assert!(s.is_connected());
         assert_eq!(s.disconnected(), vec![Action::Offline("connection to the GX broker lost")]);
+        assert!(!s.is_connected());
         assert!(s.tick(t0 + secs(100)).is_empty());
     }
 }
