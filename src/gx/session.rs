@@ -167,10 +167,19 @@ impl Session {
     pub fn heartbeat(&mut self, now: Instant) -> Vec<Action> {
         self.firmware = Firmware::FlashMq;
         self.last_heartbeat = Some(now);
-        if let Phase::Stale { heartbeat_back, .. } = &mut self.phase {
-            heartbeat_back.get_or_insert(now);
-        }
-        Vec::new()
+        let Phase::Stale { token, heartbeat_back: None, .. } = &self.phase else {
+            return Vec::new();
+        };
+        let token = token.clone();
+
+        // The GX is back, but the full keepalives sent while it was silent may have been
+        // lost. Ask again now rather than at the next retry, which can be up to 36 s
+        // away: the fallback in `tick` ends the snapshot 10 s after this heartbeat, and
+        // ending it without a republish would mark every device as gone.
+        let next_retry = now + self.stale_backoff.next_delay();
+        self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: Some(now) };
+        self.last_keepalive = Some(now);
+        vec![Action::Keepalive(full_keepalive(&token))]
     }
 
     /// `N/<portal>/full_publish_completed`, with the echo token if it carried one.
@@ -383,6 +392,25 @@ mod tests {
         assert!(s.full_publish_completed(Some("someone-else"), t0 + secs(11)).is_empty());
         let actions = s.full_publish_completed(Some(&token), t0 + secs(12));
         assert_eq!(actions, vec![Action::SnapshotEnd, Action::Online]);
+    }
+
+    #[test]
+    fn stale_heartbeat_back_asks_again() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        let first = keepalives(&s.tick(t0 + secs(10))).concat();
+
+        // Silent long enough for the retry delay to reach its cap.
+        for second in 11..120 {
+            s.tick(t0 + secs(second));
+        }
+        let actions = s.heartbeat(t0 + secs(120));
+        assert_eq!(keepalives(&actions), vec![first.as_str()], "full keepalive with the same token at once");
+        assert!(s.heartbeat(t0 + secs(121)).is_empty(), "asked once per return");
+        assert!(s.is_stale(), "live only after the republish");
     }
 
     #[test]
