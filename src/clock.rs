@@ -29,6 +29,9 @@ pub struct Timings {
     pub connect_timeout: Duration,
     /// First and largest reconnect delay (with +-20 % jitter).
     pub reconnect: (Duration, Duration),
+    /// Largest reconnect delay after a refused connection (with +-20 % jitter), so a GX
+    /// or broker that was restarting is found within 6 s of listening again.
+    pub reconnect_refused_max: Duration,
     /// Minimum interval between login attempts after the GX rejected our credentials.
     /// FlashMQ delays rejections by 1-6 s and rate-limits unknown passwords.
     pub auth_retry: Duration,
@@ -51,6 +54,7 @@ impl Timings {
             mqtt_keep_alive: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             reconnect: (Duration::from_secs(1), Duration::from_secs(30)),
+            reconnect_refused_max: Duration::from_secs(5),
             auth_retry: Duration::from_secs(60),
             birth_delay: (Duration::from_millis(500), Duration::from_secs(3)),
             tick: Duration::from_secs(1),
@@ -77,6 +81,7 @@ impl Timings {
             mqtt_keep_alive: Duration::from_secs(s(standard.mqtt_keep_alive).as_secs().max(1)),
             connect_timeout: s(standard.connect_timeout).max(Duration::from_secs(1)),
             reconnect: (s(standard.reconnect.0), s(standard.reconnect.1)),
+            reconnect_refused_max: s(standard.reconnect_refused_max),
             auth_retry: s(standard.auth_retry),
             birth_delay: (s(standard.birth_delay.0), s(standard.birth_delay.1)),
             tick: s(standard.tick).max(Duration::from_millis(20)),

@@ -72,6 +72,7 @@ impl Engine {
             max_outgoing: 64 * 1024,
             last_will: None,
             reconnect: self.timings.reconnect,
+            reconnect_refused_max: self.timings.reconnect_refused_max,
             auth_retry: self.timings.auth_retry,
         };
 
