@@ -291,6 +291,9 @@ impl Engine {
     /// Trust on first use: pins the certificate the GX just presented.
     fn pin_certificate(&mut self, target: &GxTarget, portal: &str) {
         let Some(fingerprint) = self.current_tls_observed() else { return };
+        if let Some(verifier) = &self.gx_verifier {
+            verifier.pin(fingerprint);
+        }
         let mut pins = PinStore::open(&self.settings.data_dir);
         let by_portal = pins.pin(portal, &fingerprint);
         let by_host = pins.pin(&host_pin_key(&target.host), &fingerprint);
