@@ -72,6 +72,7 @@ impl Engine {
             max_outgoing: 64 * 1024,
             last_will: None,
             reconnect: self.timings.reconnect,
+            reconnect_refused_max: self.timings.reconnect_refused_max,
             auth_retry: self.timings.auth_retry,
         };
 
@@ -186,7 +187,9 @@ impl Engine {
 
     fn on_gx_disconnected(&mut self, error: LinkError, now: Instant) {
         let label = self.gx_label();
-        let was_up = self.session.portal().is_some();
+        // The portal id outlives the connection, so it cannot tell a lost link from
+        // another failed attempt.
+        let was_up = self.session.is_connected();
         let actions = self.session.disconnected();
         self.perform(actions, now);
         self.stats.gx_reconnects += u64::from(was_up);
@@ -211,7 +214,9 @@ impl Engine {
                     ),
                 );
             }
-            LinkError::Refused if !was_up && self.discovery.is_none() => {
+            // A GX that delivered data before (this run, or stored capabilities) and now
+            // refuses is most likely rebooting; only a GX never seen gets this advice.
+            LinkError::Refused if !was_up && self.discovery.is_none() && self.model.capabilities().is_empty() => {
                 self.set_status(
                     BridgeStatus::MqttDisabled,
                     format!(
@@ -286,6 +291,9 @@ impl Engine {
     /// Trust on first use: pins the certificate the GX just presented.
     fn pin_certificate(&mut self, target: &GxTarget, portal: &str) {
         let Some(fingerprint) = self.current_tls_observed() else { return };
+        if let Some(verifier) = &self.gx_verifier {
+            verifier.pin(fingerprint);
+        }
         let mut pins = PinStore::open(&self.settings.data_dir);
         let by_portal = pins.pin(portal, &fingerprint);
         let by_host = pins.pin(&host_pin_key(&target.host), &fingerprint);

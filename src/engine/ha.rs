@@ -237,6 +237,7 @@ pub fn ha_link_config(timings: &Timings, host: String, port: u16, username: Opti
         max_outgoing: 1024 * 1024,
         last_will: Some(rumqttc::LastWill::new(bridge_topic(), "offline", QOS, true)),
         reconnect: timings.reconnect,
+        reconnect_refused_max: timings.reconnect_refused_max,
         auth_retry: timings.reconnect.0,
     }
 }

@@ -111,6 +111,11 @@ impl Session {
         matches!(self.phase, Phase::Stale { .. })
     }
 
+    /// True from the broker's CONNACK until the connection drops.
+    pub fn is_connected(&self) -> bool {
+        self.phase != Phase::Disconnected
+    }
+
     /// The broker accepted our connection.
     pub fn connected(&mut self, now: Instant) -> Vec<Action> {
         self.phase = Phase::WaitingSerial { since: now, warned: false };
@@ -163,24 +168,34 @@ impl Session {
         self.firmware = Firmware::FlashMq;
         let gap = self.last_heartbeat.map(|at| now.duration_since(at));
         self.last_heartbeat = Some(now);
-        if let Phase::Stale { heartbeat_back, .. } = &mut self.phase {
-            heartbeat_back.get_or_insert(now);
-            return Vec::new();
+        match &self.phase {
+            Phase::Stale { token, heartbeat_back: None, .. } => {
+                let token = token.clone();
+
+                // The GX is back, but the full keepalives sent while it was silent may have
+                // been lost. Ask again now rather than at the next retry, which can be up to
+                // 36 s away: the fallback in `tick` ends the snapshot 10 s after this
+                // heartbeat, and ending it without a republish would mark every device as
+                // gone.
+                let next_retry = now + self.stale_backoff.next_delay();
+                self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: Some(now) };
+                self.last_keepalive = Some(now);
+                vec![Action::Keepalive(full_keepalive(&token))]
+            }
+            // Heartbeats came back after a gap: the GX session may have lapsed and been
+            // revived by a keepalive without a republish, so refresh every value.
+            Phase::Live if gap.is_some_and(|gap| gap > self.timings.gx_heartbeat_gap) => self.resync(now),
+            _ => Vec::new(),
         }
-        // Heartbeats came back after a gap: the GX session may have lapsed and been
-        // revived by a keepalive without a republish, so refresh every value.
-        if self.phase == Phase::Live && gap.is_some_and(|gap| gap > self.timings.gx_heartbeat_gap) {
-            return self.resync(now);
-        }
-        Vec::new()
     }
 
-    /// Asks for a full republish while staying online.
+    /// Asks for a full republish while staying online. No snapshot is tracked: if the
+    /// republish were lost, ending a tracked snapshot would mark every device as gone.
     fn resync(&mut self, now: Instant) -> Vec<Action> {
         let token = self.next_token();
         self.phase = Phase::Snapshot { since: now, token: Some(token.clone()) };
         self.last_keepalive = Some(now);
-        vec![Action::SnapshotBegin, Action::Keepalive(full_keepalive(&token))]
+        vec![Action::Keepalive(full_keepalive(&token))]
     }
 
     /// `N/<portal>/full_publish_completed`, with the echo token if it carried one.
@@ -405,6 +420,25 @@ mod tests {
     }
 
     #[test]
+    fn stale_heartbeat_back_asks_again() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        let first = keepalives(&s.tick(t0 + secs(10))).concat();
+
+        // Silent long enough for the retry delay to reach its cap.
+        for second in 11..120 {
+            s.tick(t0 + secs(second));
+        }
+        let actions = s.heartbeat(t0 + secs(120));
+        assert_eq!(keepalives(&actions), vec![first.as_str()], "full keepalive with the same token at once");
+        assert!(s.heartbeat(t0 + secs(121)).is_empty(), "asked once per return");
+        assert!(s.is_stale(), "live only after the republish");
+    }
+
+    #[test]
     fn stale_retries_with_backoff() {
         let (mut s, t0) = session();
         s.connected(t0);
@@ -500,7 +534,9 @@ mod tests {
         let (mut s, t0) = session();
         s.connected(t0);
         s.serial("p", t0);
+        assert!(s.is_connected());
         assert_eq!(s.disconnected(), vec![Action::Offline("connection to the GX broker lost")]);
+        assert!(!s.is_connected());
         assert!(s.tick(t0 + secs(100)).is_empty());
     }
 }
