@@ -127,7 +127,7 @@ async fn flashmq_full_publish_with_echo() {
         published, truth,
         "the full publish equals the GX's value table"
     );
-    assert_eq!(truth.len(), 2609, "items of the boat capture");
+    assert_eq!(truth.len(), 2616, "items of the boat capture, with the restored fluid and temperature types");
 
     let completion = got.last().unwrap();
     let now = std::time::SystemTime::now()

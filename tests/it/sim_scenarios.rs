@@ -185,7 +185,7 @@ async fn password_broker_needs_login() {
     let credentials = Some(("gx".to_string(), "s3cret".to_string()));
     let broker = Mosquitto::start_with(BrokerConfig {
         credentials: credentials.clone(),
-        port: None,
+        ..Default::default()
     });
 
     let mut good = sim_config(&broker, "bmv", Mode::Flashmq);
