@@ -10,6 +10,7 @@ mod addon_provision;
 mod addon_supervisor;
 mod bad_input;
 mod docs;
+mod engine_tick;
 mod gx_tls;
 mod sim_broker;
 mod sim_captures;
