@@ -98,6 +98,10 @@ pub struct Engine {
     started: Instant,
     last_save: Instant,
     last_liveness: Instant,
+    /// When the periodic tick is due next. Kept as an instant, not recomputed as
+    /// `now + tick` on every loop turn, so a steady stream of GX messages cannot keep
+    /// postponing the tick (health record, status, stats).
+    next_tick: Instant,
     /// Interval of the counters line for benchmarks (`ROAMCORE_STATS_EVERY`, seconds).
     stats_every: Option<Duration>,
     last_stats: Instant,
@@ -144,6 +148,7 @@ impl Engine {
             started: Instant::now(),
             last_save: Instant::now(),
             last_liveness: Instant::now(),
+            next_tick: Instant::now(),
             stats_every: std::env::var("ROAMCORE_STATS_EVERY")
                 .ok()
                 .and_then(|v| v.parse::<f64>().ok())
@@ -202,7 +207,7 @@ impl Engine {
     /// The earliest time something is due.
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
-        let mut deadline = now + self.timings.tick;
+        let mut deadline = self.next_tick;
         for candidate in [
             self.throttle.next_deadline(),
             self.session.next_deadline(),
@@ -218,6 +223,7 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.next_tick = now + self.timings.tick;
         let actions = self.session.tick(now);
         self.perform(actions, now);
 

@@ -11,6 +11,7 @@ mod addon_supervisor;
 mod bad_input;
 mod captures;
 mod docs;
+mod engine_tick;
 mod gx_tls;
 mod keepalive;
 mod sim_broker;
