@@ -315,6 +315,14 @@ impl Machine {
         };
         match outcome {
             Outcome::Gx { portal_id, port, tls, fingerprint } => {
+                // A GX answering over MQTT ends any hold about access to it.
+                if matches!(
+                    self.phase,
+                    Phase::MqttDisabled(_) | Phase::AuthRequired(_) | Phase::TlsUntrusted(_)
+                ) {
+                    self.phase = Phase::Searching;
+                    self.hold_retry_at = None;
+                }
                 self.on_gx(&info, portal_id, port, tls, fingerprint, now, &mut actions);
             }
             Outcome::NotGx { port } => {
