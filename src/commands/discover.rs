@@ -188,7 +188,19 @@ fn tempfile_dir() -> Result<PathBuf, String> {
 fn print_event(args: &DiscoverArgs, started: Instant, event: &DiscoveryEvent) {
     let t = started.elapsed().as_secs_f64();
     if args.json {
-        let mut value = serde_json::to_value(event).unwrap_or_default();
+        let mut value = match event {
+            DiscoveryEvent::Status { status, detail } => {
+                serde_json::json!({"event": "status", "status": status, "detail": detail})
+            }
+            DiscoveryEvent::Use(endpoint) => {
+                let mut value = serde_json::to_value(endpoint).unwrap_or_default();
+                value["event"] = serde_json::json!("use");
+                value
+            }
+            DiscoveryEvent::OthersSeen(others) => {
+                serde_json::json!({"event": "others_seen", "others": others})
+            }
+        };
         value["t"] = serde_json::json!(t);
         println!("{value}");
         return;

@@ -92,8 +92,7 @@ impl DiscoveryConfig {
 }
 
 /// What discovery tells the engine.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DiscoveryEvent {
     /// searching, validating, mqtt_disabled, auth_required, tls_untrusted or
     /// multiple_gx, with the sentence the user reads.

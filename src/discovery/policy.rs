@@ -6,6 +6,7 @@
 //! of containers, at most 20 packets per second overall, and after the first hour of
 //! searching at most one sweep every 10 minutes.
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -151,39 +152,56 @@ impl Default for SweepSchedule {
     }
 }
 
-/// A token bucket for scan packets. Each scanner asks for the packets an action will
-/// cause (a TCP connect is a SYN plus the closing segments, an unknown address adds the
-/// kernel's ARP requests) and waits until they are granted.
+/// A sliding-window limit on scan packets: within any window of one second, the
+/// packets granted never add up to more than `limit`. Each scanner asks for the packets
+/// an action will cause (a TCP connect is a SYN plus the closing segments, an unknown
+/// address adds the kernel's ARP requests) and waits until they are granted.
 #[derive(Debug, Clone)]
 pub struct PacketBudget {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    updated: Instant,
+    limit: f64,
+    window: Duration,
+    granted: VecDeque<(Instant, f64)>,
+    in_window: f64,
 }
 
 impl PacketBudget {
-    /// `rate` packets per second with bursts of at most `capacity` packets.
-    pub fn new(rate: f64, capacity: f64, now: Instant) -> PacketBudget {
-        PacketBudget { rate, capacity, tokens: capacity, updated: now }
+    /// At most `limit` packets per `window`.
+    pub fn new(limit: f64, window: Duration) -> PacketBudget {
+        PacketBudget { limit, window, granted: VecDeque::new(), in_window: 0.0 }
     }
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        self.updated = now;
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, packets)) = self.granted.front().copied() {
+            if now.saturating_duration_since(at) < self.window {
+                break;
+            }
+            self.granted.pop_front();
+            self.in_window -= packets;
+        }
+        if self.granted.is_empty() {
+            self.in_window = 0.0;
+        }
     }
 
-    /// Takes `packets` tokens if they are there. Otherwise returns how long to wait
-    /// before asking again.
+    /// Grants `packets` if they fit in the window ending at `now`, or if the window is
+    /// empty (an action larger than the limit then has the window to itself). Otherwise
+    /// returns how long to wait before asking again.
     pub fn try_take(&mut self, packets: f64, now: Instant) -> Result<(), Duration> {
-        self.refill(now);
-        if self.tokens >= packets {
-            self.tokens -= packets;
+        self.expire(now);
+        let excess = self.in_window + packets - self.limit;
+        if excess <= 1e-9 || self.granted.is_empty() {
+            self.granted.push_back((now, packets));
+            self.in_window += packets;
             return Ok(());
         }
-        let missing = packets - self.tokens;
-        Err(Duration::from_secs_f64(missing / self.rate))
+        let mut freed = 0.0;
+        for (at, granted) in &self.granted {
+            freed += granted;
+            if freed >= excess - 1e-9 {
+                return Err((*at + self.window).saturating_duration_since(now));
+            }
+        }
+        Err(self.window)
     }
 }
 
@@ -256,22 +274,41 @@ mod tests {
     }
 
     #[test]
-    fn budget_limits_rate() {
+    fn budget_limits_every_window() {
         let t0 = Instant::now();
-        let mut budget = PacketBudget::new(20.0, 5.0, t0);
-        let mut granted = 0.0;
+        let mut budget = PacketBudget::new(14.0, Duration::from_secs(1));
+        let mut grants = Vec::new();
         let mut now = t0;
-        // Ask for 1 packet every 10 ms for 10 s: at most capacity + rate * 10 granted.
+        // Ask for 3 packets every 10 ms for 10 s.
         for _ in 0..1000 {
-            if budget.try_take(1.0, now).is_ok() {
-                granted += 1.0;
+            if budget.try_take(3.0, now).is_ok() {
+                grants.push((now, 3.0));
             }
             now += Duration::from_millis(10);
         }
-        assert!(granted <= 5.0 + 20.0 * 10.0, "granted {granted}");
-        assert!(granted >= 195.0, "granted {granted}");
+        for (i, (start, _)) in grants.iter().enumerate() {
+            let sum: f64 = grants[i..]
+                .iter()
+                .take_while(|(at, _)| at.duration_since(*start) < Duration::from_secs(1))
+                .map(|(_, p)| p)
+                .sum();
+            assert!(sum <= 14.0, "{sum} packets in the second after grant {i}");
+        }
+        let total: f64 = grants.iter().map(|(_, p)| p).sum();
+        assert!(total >= 120.0, "only {total} packets granted in 10 s");
+    }
 
-        let wait = budget.try_take(10.0, now).unwrap_err();
-        assert!(wait <= Duration::from_millis(500), "wait {wait:?}");
+    #[test]
+    fn budget_wait_points_to_expiry() {
+        let t0 = Instant::now();
+        let mut budget = PacketBudget::new(10.0, Duration::from_secs(1));
+        assert!(budget.try_take(6.0, t0).is_ok());
+        assert!(budget.try_take(4.0, t0 + Duration::from_millis(300)).is_ok());
+        let wait = budget.try_take(5.0, t0 + Duration::from_millis(500)).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert!(budget.try_take(5.0, t0 + Duration::from_millis(1000)).is_ok());
+        let later = t0 + Duration::from_secs(3);
+        assert!(budget.try_take(16.0, later).is_ok(), "an empty window grants more than the limit");
+        assert_eq!(budget.try_take(1.0, later).unwrap_err(), Duration::from_secs(1));
     }
 }

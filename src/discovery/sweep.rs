@@ -29,8 +29,9 @@ const PARALLEL: usize = 8;
 pub struct Budget(Arc<Mutex<PacketBudget>>);
 
 impl Budget {
-    pub fn new(rate: f64, capacity: f64) -> Budget {
-        Budget(Arc::new(Mutex::new(PacketBudget::new(rate, capacity, Instant::now()))))
+    /// At most `per_second` packets within any one-second window.
+    pub fn new(per_second: f64) -> Budget {
+        Budget(Arc::new(Mutex::new(PacketBudget::new(per_second, Duration::from_secs(1)))))
     }
 
     /// Waits until `packets` may be sent.
@@ -163,12 +164,12 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn budget_paces_takes() {
-        let budget = Budget::new(100.0, 1.0);
+        let budget = Budget::new(10.0);
         let start = Instant::now();
-        for _ in 0..21 {
+        for _ in 0..11 {
             budget.take(1.0).await;
         }
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(190), "20 packets at 100/s took {elapsed:?}");
+        assert!(elapsed >= Duration::from_millis(990), "11 packets at 10/s took {elapsed:?}");
     }
 }
