@@ -2,8 +2,9 @@
 //! attached subnets, within the packet budget.
 //!
 //! Costs charged to the budget, per the Linux defaults: an address not yet in the
-//! neighbour table costs up to 3 ARP requests (`mcast_solicit`), and each connect a SYN
-//! plus the closing segment (an open port is closed with RST, no FIN exchange).
+//! neighbour table costs up to 3 ARP requests (`mcast_solicit`) and a SYN that leaves
+//! only if one is answered; each connect to a known host a SYN plus the closing segment
+//! (an open port is closed with RST, no FIN exchange).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -86,7 +87,7 @@ pub struct HostPorts {
 /// neighbour table afterwards is taken as absent and 8883 is skipped.
 pub async fn probe_host(ip: Ipv4Addr, known: bool, budget: &Budget, timeout: Duration) -> HostPorts {
     let ip_addr = IpAddr::V4(ip);
-    let first_cost = if known { CONNECT_PACKETS } else { CONNECT_PACKETS + ARP_PACKETS };
+    let first_cost = if known { CONNECT_PACKETS } else { ARP_PACKETS + 1.0 };
     budget.take(first_cost).await;
     let plain = probe_port(ip_addr, GX_PORT_PLAIN, timeout).await;
 

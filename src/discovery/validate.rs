@@ -134,8 +134,12 @@ async fn handshake(
         wait_for_serial(&client, &mut eventloop, config),
     )
     .await;
-    let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    // A clean DISCONNECT only on a live connection: polling a failed event loop would
+    // dial again, and a second rejected login counts against FlashMQ's rate limit.
+    if matches!(result, Ok(Ok(_))) {
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+    }
 
     let observed = verifier.as_ref().and_then(|v| v.observed());
     let pin_mismatch = matches!((pin, observed), (Some(p), Some(o)) if p != o);

@@ -21,12 +21,6 @@ pub struct Frame {
     pub tcp_flags: u8,
 }
 
-impl Frame {
-    pub fn is_syn(&self) -> bool {
-        self.protocol == 6 && self.tcp_flags & 0x12 == 0x02
-    }
-}
-
 pub struct Capture {
     frames: Arc<Mutex<Vec<Frame>>>,
     stop: Arc<AtomicBool>,

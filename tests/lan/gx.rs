@@ -14,8 +14,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_roamcore-victron");
 /// Starts Mosquitto on `host`:1883 (and nothing on 8883). Returns the child index.
 pub fn broker(lan: &mut Lan, host: &Host, dir: &Path, password: Option<&str>) -> usize {
     let conf = dir.join(format!("mosquitto-{}.conf", host.addr));
-    let mut text = format!("listener 1883 {}\npersistence false\nlog_dest file {}\nlog_type all\nlog_timestamp true\n",
-        host.addr, log_path(dir, host).display());
+    // Mosquitto drops root privileges to its own user, which cannot write into the
+    // test's directory, so the log goes to stderr (unbuffered) and the test writes it.
+    let mut text = format!("listener 1883 {}\npersistence false\nlog_dest stderr\nlog_type all\nlog_timestamp true\n",
+        host.addr);
     match password {
         Some(password) => {
             let file = dir.join(format!("passwd-{}", host.addr));
@@ -27,7 +29,8 @@ pub fn broker(lan: &mut Lan, host: &Host, dir: &Path, password: Option<&str>) ->
         None => text.push_str("allow_anonymous true\n"),
     }
     std::fs::File::create(&conf).unwrap().write_all(text.as_bytes()).unwrap();
-    let index = lan.spawn(host, &mosquitto(), &["-c", conf.to_str().unwrap()], Stdio::null());
+    let log = std::fs::File::create(log_path(dir, host)).unwrap();
+    let index = lan.spawn_with(host, &mosquitto(), &["-c", conf.to_str().unwrap()], Stdio::null(), Stdio::from(log));
     wait_for_tcp(lan, host, 1883);
     index
 }
@@ -94,7 +97,6 @@ pub struct Discover {
     lines: mpsc::Receiver<Line>,
     pub seen: Vec<Line>,
     pub started: Instant,
-    pub index: usize,
 }
 
 impl Discover {
@@ -115,7 +117,7 @@ impl Discover {
                 }
             }
         });
-        Discover { lines, seen: Vec::new(), started, index }
+        Discover { lines, seen: Vec::new(), started }
     }
 
     /// Waits for a line matching `predicate`, up to `timeout`.

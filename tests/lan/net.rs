@@ -113,12 +113,17 @@ impl Lan {
 
     /// Starts `program` in `host`'s namespace; it is killed when the LAN is dropped.
     pub fn spawn(&mut self, host: &Host, program: &str, args: &[&str], stdout: Stdio) -> usize {
+        self.spawn_with(host, program, args, stdout, Stdio::null())
+    }
+
+    /// Like `spawn`, with stderr too.
+    pub fn spawn_with(&mut self, host: &Host, program: &str, args: &[&str], stdout: Stdio, stderr: Stdio) -> usize {
         let child = Command::new("ip")
             .args(["netns", "exec", &host.ns, program])
             .args(args)
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {program} in {}: {e}", host.ns));
         self.children.push(child);
@@ -136,13 +141,6 @@ impl Lan {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("running {program} in {}: {e}", host.ns))
-    }
-
-    /// Stops a process started with `spawn`.
-    pub fn stop(&mut self, index: usize) {
-        let child = &mut self.children[index];
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

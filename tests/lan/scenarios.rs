@@ -114,3 +114,184 @@ fn found_by_mdns_alone() {
     let (peak, average) = check_traffic(&capture.frames(), lan.subnet);
     eprintln!("mdns: peak {peak} packets/s, average {average:.1} packets/s");
 }
+
+#[test]
+fn found_by_sweep_alone_on_a_24() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(63);
+    let daemon = lan.host("d", 10);
+    let gx_host = lan.host("gx", 200);
+    let decoy = lan.host("decoy", 30);
+    // A /16 behind a second interface: too large, never swept.
+    let far = lan.far_network(&daemon, "10.99.0.10/16", "far", "10.99.0.20/16");
+    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--ssdp", "false", "--web", "gui"]);
+    gx::broker(&mut lan, &decoy, dir.path(), None);
+    gx::broker(&mut lan, &far, dir.path(), None);
+
+    let capture = Capture::start(&daemon.ns, "eth0");
+    let far_capture = Capture::start(&daemon.ns, "eth1");
+    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "190"]);
+    let used = discover.wait_for(Duration::from_secs(185), |j| is_event(j, "use"));
+    let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", discover.dump()));
+    let elapsed = used.at.duration_since(discover.started);
+    eprintln!("sweep: GX used after {:.1} s", elapsed.as_secs_f64());
+
+    assert_eq!(used.json["portal_id"], GX_A);
+    assert_eq!(used.json["host"], gx_host.addr.to_string());
+    assert!(elapsed < Duration::from_secs(180), "took {elapsed:?}");
+    let method = first_method(&discover, gx_host.addr);
+    assert!(matches!(method.as_deref(), Some("sweep") | Some("arp")), "{method:?}");
+    let decoy_outcome = discover
+        .seen
+        .iter()
+        .find(|l| is_event(&l.json, "outcome") && l.json["host"] == decoy.addr.to_string());
+    if let Some(line) = decoy_outcome {
+        assert_eq!(line.json["outcome"], "not_gx", "the decoy broker is not a GX");
+    }
+    assert!(discover.seen.iter().any(|l| is_event(&l.json, "sweep_skipped") && l.json["subnet"] == "10.99.0.0/16"),
+        "{}", discover.dump());
+
+    let (peak, average) = check_traffic(&capture.frames(), lan.subnet);
+    eprintln!("sweep: peak {peak} packets/s, average {average:.1} packets/s, {} frames", capture.frames().len());
+    let far_unicast: Vec<Frame> = far_capture
+        .frames()
+        .into_iter()
+        .filter(|f| f.ethertype == 0x0806 || f.dst.is_some_and(|d| !d.is_multicast()))
+        .collect();
+    assert!(far_unicast.is_empty(), "{} unicast or ARP frames into the /16", far_unicast.len());
+}
+
+#[test]
+fn two_gx_at_first_start_then_option() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(64);
+    let daemon = lan.host("d", 10);
+    let gx_a = lan.host("gxa", 20);
+    let gx_b = lan.host("gxb", 21);
+    gx::full_gx(&mut lan, &gx_a, dir.path(), GX_A, &["--web", "off"]);
+    gx::full_gx(&mut lan, &gx_b, dir.path(), GX_B, &["--web", "off", "--model", "Ekrano GX"]);
+
+    let data = dir.path().join("data");
+    let mut discover = Discover::start(&mut lan, &daemon, &data, &["--duration", "40"]);
+    let status = discover.wait_for(Duration::from_secs(35), |j| is_status(j, "multiple_gx"));
+    let status = status.unwrap_or_else(|| panic!("no multiple_gx:\n{}", discover.dump()));
+    let detail = status.json["detail"].as_str().unwrap();
+    assert!(detail.contains(GX_A) && detail.contains(GX_B), "{detail}");
+    assert!(!discover.seen.iter().any(|l| is_event(&l.json, "use")));
+    discover.drain(Duration::from_secs(3));
+    assert!(!discover.seen.iter().any(|l| is_event(&l.json, "use")), "{}", discover.dump());
+    assert!(!data.join("discovery.json").exists(), "nothing adopted");
+
+    let mut picked = Discover::start(&mut lan, &daemon, &data, &["--duration", "40", "--portal-id", GX_B]);
+    let used = picked.wait_for(Duration::from_secs(35), |j| is_event(j, "use"));
+    let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", picked.dump()));
+    assert_eq!(used.json["portal_id"], GX_B);
+    assert_eq!(used.json["host"], gx_b.addr.to_string());
+    let stored = std::fs::read_to_string(data.join("discovery.json")).unwrap();
+    assert!(stored.contains(GX_B) && !stored.contains(GX_A), "{stored}");
+}
+
+#[test]
+fn second_gx_after_adoption_and_no_probes_while_connected() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(65);
+    let daemon = lan.host("d", 10);
+    let gx_a = lan.host("gxa", 20);
+    let gx_b = lan.host("gxb", 21);
+    let decoy = lan.host("decoy", 30);
+    gx::full_gx(&mut lan, &gx_a, dir.path(), GX_A, &["--web", "off"]);
+    gx::broker(&mut lan, &decoy, dir.path(), None);
+
+    let data = dir.path().join("data");
+    let mut first = Discover::start(&mut lan, &daemon, &data, &["--duration", "30"]);
+    assert!(first.wait_for(Duration::from_secs(25), |j| is_use_of(j, GX_A)).is_some(), "{}", first.dump());
+
+    // A second GX appears after the adoption.
+    gx::full_gx(&mut lan, &gx_b, dir.path(), GX_B, &["--web", "off", "--notify-interval", "3"]);
+    let capture = Capture::start(&daemon.ns, "eth0");
+    let mut watch = Discover::start(&mut lan, &daemon, &data, &["--watch", "--duration", "40", "--act-connected"]);
+    let used = watch.wait_for(Duration::from_secs(10), |j| is_event(j, "use"));
+    let used = used.unwrap_or_else(|| panic!("the adopted GX was not used at once:\n{}", watch.dump()));
+    assert_eq!(used.json["portal_id"], GX_A);
+    let connected_at = used.at;
+    let others = watch.wait_for(Duration::from_secs(20), |j| is_event(j, "others_seen"));
+    let others = others.unwrap_or_else(|| panic!("the second GX was not reported:\n{}", watch.dump()));
+    assert_eq!(others.json["others"][0]["portal_id"], GX_B);
+    assert_eq!(others.json["others"][0]["host"], gx_b.addr.to_string());
+    watch.drain(Duration::from_secs(15));
+    assert!(!watch.seen.iter().any(|l| is_use_of(&l.json, GX_B)), "{}", watch.dump());
+    let reports = watch.seen.iter().filter(|l| is_event(&l.json, "others_seen")).count();
+    assert_eq!(reports, 1, "reported once:\n{}", watch.dump());
+
+    // Nothing at all leaves the daemon's namespace while connected (after a second for
+    // the last validation's closing segments).
+    let quiet_from = connected_at + Duration::from_secs(1);
+    let sent: Vec<Frame> = capture.frames().into_iter().filter(|f| f.at >= quiet_from).collect();
+    let probes: Vec<&Frame> = sent.iter().filter(|f| f.ethertype == 0x0800 && f.protocol != 2).collect();
+    assert!(probes.is_empty(), "{} packets while connected: {probes:?}", probes.len());
+}
+
+#[test]
+fn mqtt_disabled_says_how_to_fix() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(66);
+    let daemon = lan.host("d", 10);
+    let gx_host = lan.host("gx", 20);
+    // MQTT access off: no broker at all, and SSDP says X_MqttOnLan=0.
+    gx::sim_lan(&mut lan, &gx_host, GX_A, &["--mqtt-on-lan", "0", "--web", "login"]);
+
+    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "40"]);
+    let status = discover.wait_for(Duration::from_secs(35), |j| is_status(j, "mqtt_disabled"));
+    let status = status.unwrap_or_else(|| panic!("no mqtt_disabled:\n{}", discover.dump()));
+    let elapsed = status.at.duration_since(discover.started);
+    eprintln!("mqtt_disabled after {:.1} s", elapsed.as_secs_f64());
+    assert!(elapsed < Duration::from_secs(30));
+    let detail = status.json["detail"].as_str().unwrap();
+    assert!(detail.contains(&gx_host.addr.to_string()), "{detail}");
+    assert!(detail.contains("Settings -> Integrations") && detail.contains("MQTT Access"), "{detail}");
+}
+
+#[test]
+fn auth_required_one_login_per_minute() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(67);
+    let daemon = lan.host("d", 10);
+    let gx_host = lan.host("gx", 20);
+    gx::broker(&mut lan, &gx_host, dir.path(), Some("secret"));
+    gx::publish_serial(&lan, &gx_host, GX_A, Some("secret"));
+    gx::sim_lan(&mut lan, &gx_host, GX_A, &["--web", "login", "--notify-interval", "5"]);
+
+    let data = dir.path().join("data");
+    let started = Instant::now();
+    let mut discover = Discover::start(&mut lan, &daemon, &data, &["--watch", "--duration", "135"]);
+    let status = discover.wait_for(Duration::from_secs(35), |j| is_status(j, "auth_required"));
+    let status = status.unwrap_or_else(|| panic!("no auth_required:\n{}", discover.dump()));
+    assert!(status.at.duration_since(started) < Duration::from_secs(30));
+    assert!(status.json["detail"].as_str().unwrap().contains("password"));
+    discover.drain(Duration::from_secs(140));
+
+    // Mosquitto logs each rejected CONNECT as "Sending CONNACK to <client> (0, 5)".
+    let log = std::fs::read_to_string(gx::log_path(dir.path(), &gx_host)).unwrap();
+    let rejected: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("Sending CONNACK") && (l.ends_with("(0, 5)") || l.ends_with("(0, 4)")))
+        .map(|l| l.split(':').next().unwrap().trim().parse().unwrap())
+        .collect();
+    eprintln!("auth: rejected logins at {rejected:?}");
+    assert!(!rejected.is_empty(), "no login attempt seen:\n{log}");
+    assert!(rejected.len() <= 3, "{} logins in 135 s", rejected.len());
+    for pair in rejected.windows(2) {
+        assert!(pair[1] - pair[0] >= 59, "logins {} s apart", pair[1] - pair[0]);
+    }
+
+    // With the password the same GX is used.
+    let mut with_password =
+        Discover::start(&mut lan, &daemon, &data, &["--duration", "30", "--gx-password", "secret"]);
+    let used = with_password.wait_for(Duration::from_secs(25), |j| is_use_of(j, GX_A));
+    assert!(used.is_some(), "{}", with_password.dump());
+}
