@@ -71,8 +71,8 @@ pub fn tls_untrusted(host: IpAddr, portal_id: &str) -> String {
     format!(
         "The GX at {host} (portal id {portal_id}) presented a different TLS certificate than \
          the one pinned when it was adopted. If the GX was reset or replaced, run \
-         `roamcore-victron adopt {portal_id}` (or set the option portal_id) to trust the new \
-         certificate; otherwise check what device is answering at {host}."
+         `roamcore-victron adopt {portal_id} --repin` to trust the new certificate; \
+         otherwise check what device is answering at {host}."
     )
 }
 

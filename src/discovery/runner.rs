@@ -20,7 +20,7 @@ use crate::gx::tls::PinStore;
 
 /// Packets per second the scanners may charge. Below the 20 packets/s limit, because
 /// mDNS queries, IGMP reports and the kernel's ARP retries are not charged exactly.
-const BUDGET_PER_SECOND: f64 = 14.0;
+const BUDGET_PER_SECOND: f64 = 12.0;
 /// Packets of one validation: TCP probe (SYN, ACK, RST), then the MQTT connection
 /// (handshake, CONNECT, SUBSCRIBE, acknowledgements, DISCONNECT, close): 16 counted on
 /// the test LAN against Mosquitto 2.0.11.
@@ -384,7 +384,7 @@ impl Runner {
             "the host's network addresses changed; rebuilding the SSDP and mDNS sockets");
         self.addrs = addrs;
         self.descriptions = DescriptionCache::default();
-        if self.ssdp.is_some() {
+        if matches!(self.mode, Some(ScanMode::Active | ScanMode::Passive)) {
             self.close_ssdp();
             self.open_ssdp();
         }

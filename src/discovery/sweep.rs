@@ -25,21 +25,30 @@ pub const ARP_PACKETS: f64 = 3.0;
 /// speed from above; the budget bounds it from below.
 const PARALLEL: usize = 8;
 
-/// The packet budget shared by every scanner.
+/// The packet budget shared by every scanner. Requests are served first come, first
+/// served: without that, a validation (16 packets, more than fit beside anything else)
+/// would starve while the sweep's small requests keep the window busy.
 #[derive(Debug, Clone)]
-pub struct Budget(Arc<Mutex<PacketBudget>>);
+pub struct Budget {
+    window: Arc<Mutex<PacketBudget>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
 
 impl Budget {
     /// At most `per_second` packets within any one-second window.
     pub fn new(per_second: f64) -> Budget {
-        Budget(Arc::new(Mutex::new(PacketBudget::new(per_second, Duration::from_secs(1)))))
+        Budget {
+            window: Arc::new(Mutex::new(PacketBudget::new(per_second, Duration::from_secs(1)))),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// Waits until `packets` may be sent.
     pub async fn take(&self, packets: f64) {
+        let _turn = self.turn.lock().await;
         loop {
             let result = self
-                .0
+                .window
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .try_take(packets, Instant::now());
@@ -161,6 +170,26 @@ mod tests {
         let timeout = Duration::from_secs(1);
         assert_eq!(probe_port(ip, open, timeout).await, PortState::Open);
         assert_eq!(probe_port(ip, closed, timeout).await, PortState::Closed);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn budget_serves_large_request_among_small_ones() {
+        let budget = Budget::new(14.0);
+        let small = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    budget.take(4.0).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let start = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), budget.take(16.0))
+            .await
+            .expect("the large request is served while small ones keep coming");
+        assert!(start.elapsed() < Duration::from_secs(3), "waited {:?}", start.elapsed());
+        small.abort();
     }
 
     #[tokio::test(flavor = "current_thread")]

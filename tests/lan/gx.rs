@@ -102,10 +102,13 @@ pub struct Discover {
 impl Discover {
     pub fn start(lan: &mut Lan, host: &Host, data_dir: &Path, flags: &[&str]) -> Discover {
         let dir = data_dir.to_str().unwrap();
-        let mut args = vec!["discover", "--json", "--data-dir", dir, "--log-level", "info"];
+        // ROAMCORE_TEST_LOG=debug shows the daemon's log on the test's stderr.
+        let level = std::env::var("ROAMCORE_TEST_LOG").ok();
+        let mut args = vec!["discover", "--json", "--data-dir", dir, "--log-level", level.as_deref().unwrap_or("info")];
         args.extend_from_slice(flags);
         let started = Instant::now();
-        let index = lan.spawn(host, BIN, &args, Stdio::piped());
+        let stderr = if level.is_some() { Stdio::inherit() } else { Stdio::null() };
+        let index = lan.spawn_with(host, BIN, &args, Stdio::piped(), stderr);
         let stdout = lan.child(index).stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -295,3 +295,43 @@ fn auth_required_one_login_per_minute() {
     let used = with_password.wait_for(Duration::from_secs(25), |j| is_use_of(j, GX_A));
     assert!(used.is_some(), "{}", with_password.dump());
 }
+
+/// Starts discover with the daemon's LAN interface down, brings it up, and checks that
+/// the GX is then found by `method` (the rebuilt SSDP or mDNS sockets).
+fn found_after_interface_up(third: u8, gx_flags: &[&str], method: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(third);
+    let daemon = lan.host("d", 10);
+    // At the end of the /24, so a sweep would take over a minute to reach it.
+    let gx_host = lan.host("gx", 250);
+    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, gx_flags);
+
+    let down = lan.exec(&daemon, "ip", &["link", "set", "eth0", "down"]);
+    assert!(down.status.success());
+    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "60"]);
+    discover.drain(Duration::from_secs(4));
+    assert!(!discover.seen.iter().any(|l| is_event(&l.json, "use")));
+    let up_at = Instant::now();
+    let up = lan.exec(&daemon, "ip", &["link", "set", "eth0", "up"]);
+    assert!(up.status.success());
+    lan.exec(&daemon, "ip", &["route", "replace", "224.0.0.0/4", "dev", "eth0"]);
+
+    let used = discover.wait_for(Duration::from_secs(40), |j| is_event(j, "use"));
+    let used = used.unwrap_or_else(|| panic!("no GX used after the interface came up:\n{}", discover.dump()));
+    let elapsed = used.at.duration_since(up_at);
+    eprintln!("flap ({method}): GX used {:.1} s after the interface came up", elapsed.as_secs_f64());
+    assert_eq!(first_method(&discover, gx_host.addr).as_deref(), Some(method));
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
+}
+
+#[test]
+fn interface_up_later_rebuilds_mdns() {
+    skip_unless_lan!();
+    found_after_interface_up(68, &["--ssdp", "false", "--mdns", "--web", "off"], "mdns");
+}
+
+#[test]
+fn interface_up_later_rebuilds_ssdp() {
+    skip_unless_lan!();
+    found_after_interface_up(69, &["--web", "off", "--notify-interval", "600"], "ssdp");
+}
