@@ -93,15 +93,22 @@ fn init_logging(level: Option<crate::cli::LogLevel>) {
 
 fn config_from(args: &DiscoverArgs, data_dir: PathBuf) -> Result<DiscoveryConfig, String> {
     let host = match &args.gx {
-        Some(gx) => Some(crate::config::parse_host_port(gx).map_err(|e| format!("invalid value for --gx: {e}"))?),
+        Some(gx) => Some(
+            crate::config::parse_host_port(gx)
+                .map_err(|e| format!("invalid value for --gx: {e}"))?,
+        ),
         None => None,
     };
     if let Some(portal) = &args.portal_id {
-        crate::config::validate_portal_id(portal).map_err(|e| format!("invalid value for --portal-id: {e}"))?;
+        crate::config::validate_portal_id(portal)
+            .map_err(|e| format!("invalid value for --portal-id: {e}"))?;
     }
     let mut subnets = Vec::new();
     for subnet in &args.scan_subnets {
-        subnets.push(crate::config::parse_ipv4_net(subnet).map_err(|e| format!("invalid value for --scan-subnets: {e}"))?);
+        subnets.push(
+            crate::config::parse_ipv4_net(subnet)
+                .map_err(|e| format!("invalid value for --scan-subnets: {e}"))?,
+        );
     }
     Ok(DiscoveryConfig {
         scan: args.scan,
@@ -209,8 +216,12 @@ fn print_event(args: &DiscoverArgs, started: Instant, event: &DiscoveryEvent) {
         DiscoveryEvent::Status { status, detail } => println!("{t:7.1}s status {status}: {detail}"),
         DiscoveryEvent::Use(e) => println!(
             "{t:7.1}s use GX {} at {}:{}{} (model {}, firmware {})",
-            e.portal_id, e.host, e.port, if e.tls { " TLS" } else { "" },
-            e.model.as_deref().unwrap_or("unknown"), e.firmware.as_deref().unwrap_or("unknown")
+            e.portal_id,
+            e.host,
+            e.port,
+            if e.tls { " TLS" } else { "" },
+            e.model.as_deref().unwrap_or("unknown"),
+            e.firmware.as_deref().unwrap_or("unknown")
         ),
         DiscoveryEvent::OthersSeen(others) => {
             for gx in others {
@@ -225,14 +236,26 @@ fn print_trace(args: &DiscoverArgs, started: Instant, trace: &Trace) {
     let t = started.elapsed().as_secs_f64();
     if args.json {
         let value = match trace {
-            Trace::Candidate(c) => serde_json::json!({"event": "candidate", "host": c.host, "method": c.method,
-                "portal_hint": c.portal_hint, "mqtt_on_lan": c.mqtt_on_lan, "evidence": c.evidence}),
-            Trace::Outcome(c, o) => serde_json::json!({"event": "outcome", "host": c.host, "method": c.method,
-                "outcome": o.label(), "evidence": c.evidence}),
-            Trace::SweepStarted { subnet, hosts } => serde_json::json!({"event": "sweep_started", "subnet": subnet, "hosts": hosts}),
-            Trace::SweepSkipped { subnet, reason } => serde_json::json!({"event": "sweep_skipped", "subnet": subnet, "reason": reason}),
-            Trace::SweepFinished { answered, elapsed } => serde_json::json!({"event": "sweep_finished", "answered": answered, "seconds": elapsed.as_secs_f64()}),
-            Trace::ScanMode(mode) => serde_json::json!({"event": "scan_mode", "mode": format!("{mode:?}").to_lowercase()}),
+            Trace::Candidate(c) => {
+                serde_json::json!({"event": "candidate", "host": c.host, "method": c.method,
+                "portal_hint": c.portal_hint, "mqtt_on_lan": c.mqtt_on_lan, "evidence": c.evidence})
+            }
+            Trace::Outcome(c, o) => {
+                serde_json::json!({"event": "outcome", "host": c.host, "method": c.method,
+                "outcome": o.label(), "evidence": c.evidence})
+            }
+            Trace::SweepStarted { subnet, hosts } => {
+                serde_json::json!({"event": "sweep_started", "subnet": subnet, "hosts": hosts})
+            }
+            Trace::SweepSkipped { subnet, reason } => {
+                serde_json::json!({"event": "sweep_skipped", "subnet": subnet, "reason": reason})
+            }
+            Trace::SweepFinished { answered, elapsed } => {
+                serde_json::json!({"event": "sweep_finished", "answered": answered, "seconds": elapsed.as_secs_f64()})
+            }
+            Trace::ScanMode(mode) => {
+                serde_json::json!({"event": "scan_mode", "mode": format!("{mode:?}").to_lowercase()})
+            }
         };
         let mut value = value;
         value["t"] = serde_json::json!(t);
@@ -242,14 +265,22 @@ fn print_trace(args: &DiscoverArgs, started: Instant, trace: &Trace) {
     match trace {
         Trace::Candidate(c) => println!(
             "{t:7.1}s candidate {} by {}{}",
-            c.host, c.method.as_str(),
+            c.host,
+            c.method.as_str(),
             c.portal_hint.as_deref().map(|p| format!(", portal id hint {p}")).unwrap_or_default()
         ),
         Trace::Outcome(c, o) => println!("{t:7.1}s checked {}: {}", c.host, o.label()),
-        Trace::SweepStarted { subnet, hosts } => println!("{t:7.1}s sweeping {subnet} ({hosts} addresses)"),
-        Trace::SweepSkipped { subnet, reason } => println!("{t:7.1}s not sweeping {subnet}: {reason}"),
+        Trace::SweepStarted { subnet, hosts } => {
+            println!("{t:7.1}s sweeping {subnet} ({hosts} addresses)")
+        }
+        Trace::SweepSkipped { subnet, reason } => {
+            println!("{t:7.1}s not sweeping {subnet}: {reason}")
+        }
         Trace::SweepFinished { answered, elapsed } => {
-            println!("{t:7.1}s sweep done in {:.0} s, {answered} hosts answered", elapsed.as_secs_f64())
+            println!(
+                "{t:7.1}s sweep done in {:.0} s, {answered} hosts answered",
+                elapsed.as_secs_f64()
+            )
         }
         Trace::ScanMode(mode) => println!("{t:7.1}s scan mode {mode:?}"),
     }

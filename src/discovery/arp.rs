@@ -2,9 +2,9 @@
 //! costs no ARP broadcast. Entries in Victron's MAC block come first.
 //!
 //! Victron Energy B.V. holds the IEEE MA-M block `C0:61:9A:B` (28 bits); the rest of
-//! `C0:61:9A` belongs to other vendors. Older GX devices and Cerbos whose portal id
-//! comes from a Wi-Fi module have MACs of other vendors, so the block only raises the
-//! priority of an entry; it proves nothing.
+//! `C0:61:9A` belongs to other vendors. Older GX devices, and Cerbos whose portal id
+//! comes from a Wi-Fi module, have MACs of other vendors. So the block only raises the
+//! priority of an entry and proves nothing.
 
 use std::net::Ipv4Addr;
 
@@ -23,7 +23,7 @@ impl Neighbour {
     }
 }
 
-/// ATF_COM: the entry is complete (the neighbour answered).
+/// ATF_COM: the entry is complete because the neighbour replied.
 const FLAG_COMPLETE: u32 = 0x2;
 
 /// Parses the text of `/proc/net/arp`, keeping complete entries only, Victron's block

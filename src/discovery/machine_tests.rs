@@ -60,7 +60,7 @@ fn used(actions: &[Action]) -> Option<String> {
     })
 }
 
-/// The sentence of the last status in `actions`.
+/// Returns the sentence of the last status in `actions`.
 fn detail(actions: &[Action]) -> String {
     actions
         .iter()
@@ -119,7 +119,8 @@ fn two_gx_at_first_start_adopt_none() {
     assert_eq!(used(&actions), None);
     assert_eq!(statuses(&actions), vec![BridgeStatus::MultipleGx]);
     let text = detail(&actions);
-    assert!(text.contains(GX_A) && text.contains(GX_B), "{text}");
+    assert!(text.contains(GX_A), "{text}");
+    assert!(text.contains(GX_B), "{text}");
     assert!(text.contains("portal_id"), "{text}");
     assert!(!actions.iter().any(|a| matches!(a, Action::Persist(_))));
     assert_eq!(machine.phase(), &Phase::MultipleGx);
@@ -138,7 +139,9 @@ fn portal_option_picks_one_of_two() {
 
     let (_, actions) = validate_next(&mut machine, gx(GX_A), t0);
     assert_eq!(used(&actions), None);
-    assert!(actions.iter().any(|a| matches!(a, Action::Emit(DiscoveryEvent::OthersSeen(o)) if o[0].portal_id == GX_A)));
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::Emit(DiscoveryEvent::OthersSeen(o)) if o[0].portal_id == GX_A)
+    ));
     let (_, actions) = validate_next(&mut machine, gx(GX_B), t0);
     assert_eq!(used(&actions).as_deref(), Some(GX_B), "the named GX is used at once");
 }
@@ -188,7 +191,10 @@ fn second_gx_while_connected_is_reported_not_validated() {
 
     let actions = machine.on_candidate(ssdp(21, GX_B, true), t0 + Duration::from_secs(7));
     assert!(actions.iter().any(|a| matches!(a, Action::Emit(DiscoveryEvent::OthersSeen(o)) if o[0].portal_id == GX_B && !o[0].confirmed)));
-    assert!(machine.next_validation(t0 + Duration::from_secs(8)).0.is_none(), "no probes while connected");
+    assert!(
+        machine.next_validation(t0 + Duration::from_secs(8)).0.is_none(),
+        "no probes while connected"
+    );
     let again = machine.on_candidate(ssdp(21, GX_B, true), t0 + Duration::from_secs(9));
     assert!(again.is_empty(), "reported once: {again:?}");
 }
@@ -215,15 +221,19 @@ fn mqtt_off_holds_until_switched_on() {
     let (_, actions) = validate_next(&mut machine, Outcome::PortsClosed, t0);
     assert_eq!(statuses(&actions), vec![BridgeStatus::Validating, BridgeStatus::MqttDisabled]);
     let text = detail(&actions);
-    assert!(text.contains("192.168.1.20") && text.contains(GX_A), "{text}");
-    assert!(text.contains("Settings -> Integrations") && text.contains("MQTT Access"), "{text}");
+    assert!(text.contains("192.168.1.20"), "{text}");
+    assert!(text.contains(GX_A), "{text}");
+    assert!(text.contains("Settings -> Integrations"), "{text}");
+    assert!(text.contains("MQTT Access"), "{text}");
     assert_eq!(machine.scan_mode(), ScanMode::Passive);
 
     // The user switches MQTT on: simple-upnpd restarts and announces X_MqttOnLan=1.
     machine.on_candidate(ssdp(20, GX_A, true), t0 + Duration::from_secs(10));
     machine.on_tick(t0 + Duration::from_secs(10));
     let (_, actions) = validate_next(&mut machine, gx(GX_A), t0 + Duration::from_secs(11));
-    assert!(statuses(&actions).is_empty() || !statuses(&actions).contains(&BridgeStatus::MqttDisabled));
+    assert!(
+        statuses(&actions).is_empty() || !statuses(&actions).contains(&BridgeStatus::MqttDisabled)
+    );
     let actions = machine.on_tick(t0 + Duration::from_secs(16));
     assert_eq!(used(&actions).as_deref(), Some(GX_A));
 }
@@ -233,7 +243,8 @@ fn auth_required_retries_once_a_minute() {
     let t0 = Instant::now();
     let (mut machine, _) = Machine::new(config(), None, None, t0);
     machine.on_candidate(ssdp(20, GX_A, true), t0);
-    let (_, actions) = validate_next(&mut machine, Outcome::LoginRejected { port: 8883, tls: true }, t0);
+    let (_, actions) =
+        validate_next(&mut machine, Outcome::LoginRejected { port: 8883, tls: true }, t0);
     assert_eq!(statuses(&actions), vec![BridgeStatus::Validating, BridgeStatus::AuthRequired]);
     assert!(detail(&actions).contains("gx_password"));
 
@@ -248,7 +259,11 @@ fn auth_required_retries_once_a_minute() {
     machine.on_tick(now);
     let (candidate, _) = machine.next_validation(now);
     assert_eq!(candidate.map(|c| c.host), Some(ip(20)));
-    let actions = machine.on_outcome(&ssdp(20, GX_A, true), Outcome::LoginRejected { port: 8883, tls: true }, now);
+    let actions = machine.on_outcome(
+        &ssdp(20, GX_A, true),
+        Outcome::LoginRejected { port: 8883, tls: true },
+        now,
+    );
     assert!(statuses(&actions).is_empty(), "status unchanged: {actions:?}");
     assert_eq!(machine.phase(), &Phase::AuthRequired(ip(20)));
 }
@@ -258,7 +273,8 @@ fn rejected_login_without_gx_signs_is_ignored() {
     let t0 = Instant::now();
     let (mut machine, _) = Machine::new(config(), None, None, t0);
     machine.on_candidate(Candidate::new(ip(7), Method::Sweep), t0);
-    let (_, actions) = validate_next(&mut machine, Outcome::LoginRejected { port: 1883, tls: false }, t0);
+    let (_, actions) =
+        validate_next(&mut machine, Outcome::LoginRejected { port: 1883, tls: false }, t0);
     assert!(!statuses(&actions).contains(&BridgeStatus::AuthRequired));
     assert_eq!(machine.phase(), &Phase::Searching);
 }
@@ -278,7 +294,14 @@ fn tls_untrusted_holds() {
 #[test]
 fn lost_link_searches_last_address_first_with_backoff() {
     let t0 = Instant::now();
-    let adopted = Adoption { portal_id: GX_A.into(), host: ip(20), port: 1883, tls: false, model: None, firmware: None };
+    let adopted = Adoption {
+        portal_id: GX_A.into(),
+        host: ip(20),
+        port: 1883,
+        tls: false,
+        model: None,
+        firmware: None,
+    };
     let (mut machine, _) = Machine::new(config(), Some(adopted), None, t0);
     let (_, actions) = validate_next(&mut machine, gx(GX_A), t0);
     let endpoint = actions
@@ -316,7 +339,14 @@ fn lost_link_searches_last_address_first_with_backoff() {
 #[test]
 fn link_auth_failure_holds_auth_required() {
     let t0 = Instant::now();
-    let adopted = Adoption { portal_id: GX_A.into(), host: ip(20), port: 8883, tls: true, model: None, firmware: None };
+    let adopted = Adoption {
+        portal_id: GX_A.into(),
+        host: ip(20),
+        port: 8883,
+        tls: true,
+        model: None,
+        firmware: None,
+    };
     let (mut machine, _) = Machine::new(config(), Some(adopted), None, t0);
     validate_next(&mut machine, gx(GX_A), t0);
     let actions = machine.on_link(LinkReport::AuthFailed, t0 + Duration::from_secs(1));
@@ -346,8 +376,32 @@ fn tls_gx_is_pinned_on_adoption() {
     let (mut machine, _) = Machine::new(config(), None, None, t0);
     machine.on_candidate(ssdp(20, GX_A, true), t0);
     let fingerprint = crate::gx::tls::fingerprint(b"cert");
-    let outcome = Outcome::Gx { portal_id: GX_A.into(), port: 8883, tls: true, fingerprint: Some(fingerprint) };
+    let outcome = Outcome::Gx {
+        portal_id: GX_A.into(),
+        port: 8883,
+        tls: true,
+        fingerprint: Some(fingerprint),
+    };
     validate_next(&mut machine, outcome, t0);
     let actions = machine.on_tick(t0 + Duration::from_secs(5));
     assert!(actions.iter().any(|a| matches!(a, Action::Pin { portal_id, fingerprint: f } if portal_id == GX_A && *f == fingerprint)));
+}
+
+#[test]
+fn cached_address_closed_is_not_mqtt_off() {
+    let t0 = Instant::now();
+    let adopted = Adoption { portal_id: GX_A.into(), host: ip(20), port: 1883, tls: false, model: None, firmware: None };
+    let (mut machine, _) = Machine::new(config(), Some(adopted), None, t0);
+
+    // Another device now has the GX's old address and refuses MQTT.
+    let (host, actions) = validate_next(&mut machine, Outcome::PortsClosed, t0);
+    assert_eq!(host, ip(20));
+    assert!(!statuses(&actions).contains(&BridgeStatus::MqttDisabled), "{actions:?}");
+    assert_eq!(machine.phase(), &Phase::Searching);
+    assert_eq!(machine.scan_mode(), ScanMode::Active);
+
+    // The GX announces itself at its new address and is used there.
+    machine.on_candidate(ssdp(44, GX_A, true), t0 + Duration::from_secs(2));
+    let (_, actions) = validate_next(&mut machine, gx(GX_A), t0 + Duration::from_secs(3));
+    assert_eq!(used(&actions).as_deref(), Some(GX_A));
 }

@@ -2,7 +2,7 @@
 //! `venus-<serial>.local`, the alias newer Venus OS builds add.
 //!
 //! mdns-sd (0.21) does not recover after an interface goes down and up, and binds
-//! container bridges (`docker0`, `hassio`, `veth*`) unless told not to. So the daemon is
+//! container bridges (`docker0`, `hassio`, `veth*`) unless they are disabled. So the daemon is
 //! created with those interfaces disabled, dropped whenever the host's addresses change,
 //! and created anew. It runs only while searching; while connected nothing is queried.
 
@@ -24,7 +24,7 @@ pub struct Resolver {
     found: mpsc::UnboundedSender<Candidate>,
 }
 
-/// The fully qualified mDNS name for a GX serial (`HQ2234ABCDE` -> `venus-hq2234abcde.local.`).
+/// Builds the fully qualified mDNS name for a GX serial (`HQ2234ABCDE` -> `venus-hq2234abcde.local.`).
 pub fn name_for_serial(serial: &str) -> String {
     format!("venus-{}.local.", serial.to_ascii_lowercase())
 }
@@ -32,17 +32,17 @@ pub fn name_for_serial(serial: &str) -> String {
 impl Resolver {
     /// Starts the daemon on the LAN interfaces (IPv4 only) and queries the default names.
     pub fn start(found: mpsc::UnboundedSender<Candidate>) -> anyhow::Result<Resolver> {
-        let daemon = ServiceDaemon::new().map_err(|e| anyhow::anyhow!("starting mDNS: {e}"))?;
-        let skip = IfPredicate::new(|interface| {
-            super::policy::is_container_interface(&interface.name)
-        });
+        let daemon = ServiceDaemon::new()
+            .map_err(|e| anyhow::anyhow!("starting the mDNS daemon failed: {e}"))?;
+        let skip =
+            IfPredicate::new(|interface| super::policy::is_container_interface(&interface.name));
         let disable = daemon
             .disable_interface(IfKind::Predicate(skip))
             .and_then(|_| daemon.disable_interface(IfKind::IPv6))
             .and_then(|_| daemon.disable_interface(IfKind::LoopbackV4));
         if let Err(err) = disable {
             let _ = daemon.shutdown();
-            anyhow::bail!("configuring mDNS interfaces: {err}");
+            anyhow::bail!("disabling container interfaces in mDNS failed: {err}");
         }
         let mut resolver = Resolver { daemon, names: Vec::new(), found };
         for name in DEFAULT_NAMES {
@@ -75,7 +75,7 @@ impl Resolver {
                     if !ip.is_ipv4() {
                         continue;
                     }
-                    tracing::debug!(name = %label, %ip, "mDNS answer");
+                    tracing::debug!(name = %label, %ip, "mDNS response");
                     let mut candidate = Candidate::new(ip, Method::Mdns);
                     candidate.evidence = Some(format!("mDNS name {label}"));
                     if found.send(candidate).is_err() {

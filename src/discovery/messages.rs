@@ -1,5 +1,5 @@
 //! The sentences a van owner reads in the bridge status and in Home Assistant
-//! notifications. Each says what was found and what to do on the GX.
+//! notifications. Each sentence names what was found and what to do on the GX.
 
 use std::net::IpAddr;
 

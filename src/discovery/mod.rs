@@ -13,7 +13,7 @@
 //! Every candidate must pass [`validate`]: an MQTT handshake that shows the retained
 //! `N/<portal>/system/0/Serial`. Hints from SSDP or Modbus are never trusted alone. The
 //! pure state machine in [`machine`] decides what to validate, which GX to adopt and what
-//! to tell the user; [`runner`] does the I/O around it. The [`policy`] module holds the
+//! to tell the user; [`runner`] does the I/O around it. The [`policy`] module contains the
 //! scan limits: private subnets of /24 or smaller, 20 packets per second, no scans while
 //! connected.
 
@@ -91,7 +91,7 @@ impl DiscoveryConfig {
     }
 }
 
-/// What discovery tells the engine.
+/// Events from discovery to the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DiscoveryEvent {
     /// searching, validating, mqtt_disabled, auth_required, tls_untrusted or
@@ -103,7 +103,7 @@ pub enum DiscoveryEvent {
     OthersSeen(Vec<GxSeen>),
 }
 
-/// Where and how to reach the adopted GX.
+/// The address, port and TLS setting of the adopted GX.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GxEndpoint {
     pub host: IpAddr,
@@ -125,7 +125,7 @@ pub struct GxSeen {
     pub confirmed: bool,
 }
 
-/// What the GX link tells discovery.
+/// Reports from the GX link to discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkReport {
     Connected(GxEndpoint),

@@ -26,11 +26,9 @@ pub fn snapshot() -> std::io::Result<Vec<HostAddr>> {
         .into_iter()
         .filter(|interface| !interface.is_loopback() && interface.is_oper_up())
         .filter_map(|interface| match interface.addr {
-            if_addrs::IfAddr::V4(v4) => Some(HostAddr {
-                interface: interface.name,
-                addr: v4.ip,
-                prefix: v4.prefixlen,
-            }),
+            if_addrs::IfAddr::V4(v4) => {
+                Some(HostAddr { interface: interface.name, addr: v4.ip, prefix: v4.prefixlen })
+            }
             if_addrs::IfAddr::V6(_) => None,
         })
         .collect();
@@ -42,10 +40,7 @@ pub fn snapshot() -> std::io::Result<Vec<HostAddr>> {
 /// The interfaces whose multicast traffic we take part in: every interface that is up,
 /// except container bridges and veths.
 pub fn lan_addrs(all: &[HostAddr]) -> Vec<HostAddr> {
-    all.iter()
-        .filter(|a| !super::policy::is_container_interface(&a.interface))
-        .cloned()
-        .collect()
+    all.iter().filter(|a| !super::policy::is_container_interface(&a.interface)).cloned().collect()
 }
 
 /// True when `ip` is in a subnet the host is directly attached to.

@@ -2,9 +2,9 @@
 //! packets per second the scanners may send. Pure functions and types, time passed in.
 //!
 //! A van often sits on a marina or campsite Wi-Fi full of other people's devices, so the
-//! defaults are deliberately timid: only private subnets of /24 or smaller, never bridges
-//! of containers, at most 20 packets per second overall, and after the first hour of
-//! searching at most one sweep every 10 minutes.
+//! defaults are deliberately timid. Only private subnets of /24 or smaller are swept,
+//! never container bridges. All scanners together send at most 20 packets per second,
+//! and after the first hour of searching at most one sweep starts every 10 minutes.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -24,7 +24,7 @@ pub const SLOW_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// Pause between two sweeps during the eager phase.
 pub const EAGER_SWEEP_PAUSE: Duration = Duration::from_secs(60);
 
-/// What the scanners may do right now.
+/// The scanner activity allowed at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanMode {
     /// Scanning is switched off: only the configured or cached address is tried.
@@ -38,10 +38,7 @@ pub enum ScanMode {
 /// True for names of interfaces that belong to containers or virtual bridges rather than
 /// to the LAN: Docker's `docker0` and `br-*`, the Supervisor's `hassio`, and `veth*`.
 pub fn is_container_interface(name: &str) -> bool {
-    name == "docker0"
-        || name == "hassio"
-        || name.starts_with("br-")
-        || name.starts_with("veth")
+    name == "docker0" || name == "hassio" || name.starts_with("br-") || name.starts_with("veth")
 }
 
 /// True for RFC 1918 private IPv4 networks (10/8, 172.16/12, 192.168/16).
@@ -54,7 +51,7 @@ pub fn is_rfc1918(net: &Ipv4Net) -> bool {
     private.iter().any(|p| net.prefix >= p.prefix && p.contains(net.network()))
 }
 
-/// Why a subnet is not swept, for the log.
+/// The verdict on sweeping a subnet, with the reason for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubnetVerdict {
     Sweep,
@@ -79,7 +76,7 @@ pub fn judge_subnet(net: &Ipv4Net, interface: &str, large_subnets: bool) -> Subn
     SubnetVerdict::Sweep
 }
 
-/// The host addresses of `net` in sweep order, without the network and broadcast
+/// Lists the host addresses of `net` in sweep order, without the network and broadcast
 /// addresses and without `skip` (the host's own addresses).
 pub fn sweep_targets(net: &Ipv4Net, skip: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
     let base = u32::from(net.network());
@@ -153,7 +150,7 @@ impl Default for SweepSchedule {
 }
 
 /// A sliding-window limit on scan packets: within any window of one second, the
-/// packets granted never add up to more than `limit`. Each scanner asks for the packets
+/// packets granted never add up to more than `limit`. Each scanner requests the packets
 /// an action will cause (a TCP connect is a SYN plus the closing segments, an unknown
 /// address adds the kernel's ARP requests) and waits until they are granted.
 #[derive(Debug, Clone)]

@@ -91,8 +91,8 @@ pub async fn probe_certificate(ip: IpAddr, port: u16, timeout: Duration) -> Opti
 fn peer_certificate(addr: SocketAddr, timeout: Duration) -> std::io::Result<Vec<u8>> {
     let (config, _) = crate::gx::tls::client_config(None);
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let mut connection = rustls::ClientConnection::new(Arc::clone(&config), name)
-        .map_err(std::io::Error::other)?;
+    let mut connection =
+        rustls::ClientConnection::new(Arc::clone(&config), name).map_err(std::io::Error::other)?;
     let mut socket = TcpStream::connect_timeout(&addr, timeout)?;
     socket.set_read_timeout(Some(timeout))?;
     socket.set_write_timeout(Some(timeout))?;
@@ -129,11 +129,8 @@ pub fn parse_modbus_response(response: &[u8], transaction: u16) -> Option<String
     if response[7] != 0x03 || response[8] != 12 {
         return None;
     }
-    let text: String = response[9..21]
-        .iter()
-        .filter(|b| **b != 0)
-        .map(|b| char::from(*b))
-        .collect();
+    let text: String =
+        response[9..21].iter().filter(|b| **b != 0).map(|b| char::from(*b)).collect();
     let text = text.trim().to_ascii_lowercase();
     crate::config::validate_portal_id(&text).ok().map(|_| text)
 }

@@ -15,7 +15,8 @@ fn web_signatures() {
     assert!(web_signature(&response(302, Some("http://192.168.1.20/gui-v1"), "")).is_some());
     assert!(web_signature(&response(302, Some("/auth/login.php?page=/gui-v2"), "")).is_some());
     assert!(web_signature(&response(200, None, "<h1>GX device login</h1>")).is_some());
-    assert!(web_signature(&response(200, None, "<title>Venus GX - SSL certifcate note</title>")).is_some());
+    assert!(web_signature(&response(200, None, "<title>Venus GX - SSL certifcate note</title>"))
+        .is_some());
 
     assert!(web_signature(&response(302, Some("/admin"), "")).is_none());
     assert!(web_signature(&response(200, None, "<title>Router login</title>")).is_none());

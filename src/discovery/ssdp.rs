@@ -19,12 +19,12 @@ use super::netif::HostAddr;
 
 pub const MULTICAST: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
 pub const PORT: u16 = 1900;
-/// The device type simple-upnpd announces; searching for it alone keeps answers from
+/// The device type simple-upnpd announces. Searching for it alone keeps responses from
 /// routers and TVs away.
 pub const DEVICE_TYPE: &str = "urn:schemas-upnp-org:device:Basic:1";
 pub const MANUFACTURER: &str = "Victron Energy";
 
-/// The M-SEARCH request, with MX 2 s (responders wait a random 0-2 s).
+/// Builds the M-SEARCH request, with MX 2 s (responders wait a random 0-2 s).
 pub fn msearch() -> String {
     format!(
         "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n\
@@ -149,7 +149,8 @@ impl Description {
         self.manufacturer.as_deref() == Some(MANUFACTURER)
     }
 
-    /// The candidate for `host`, or `None` when the device is not a Victron one.
+    /// Converts the description into a candidate for `host`; `None` when the device is not
+    /// a Victron one.
     pub fn to_candidate(&self, host: IpAddr) -> Option<Candidate> {
         if !self.is_victron() {
             return None;
@@ -165,7 +166,7 @@ impl Description {
     }
 }
 
-/// The host of a LOCATION URL when it is an IP address, else the datagram's source.
+/// Returns the host of a LOCATION URL when it is an IP address, else the datagram's source.
 pub fn location_host(location: &str, source: IpAddr) -> IpAddr {
     crate::http::Url::parse(location)
         .ok()
@@ -185,7 +186,7 @@ pub async fn fetch_description(location: &str, timeout: Duration) -> anyhow::Res
     Ok(parse_description(&response.text()))
 }
 
-/// One socket per LAN address for M-SEARCH and its answers, plus one shared socket on
+/// One socket per LAN address for M-SEARCH and its responses, plus one shared socket on
 /// port 1900 that has joined the multicast group on every LAN interface for NOTIFY.
 pub struct Sockets {
     pub search: Vec<(HostAddr, UdpSocket)>,
@@ -221,7 +222,9 @@ impl Sockets {
         for (addr, socket) in &self.search {
             match socket.send_to(request.as_bytes(), target).await {
                 Ok(_) => sent += 1,
-                Err(err) => tracing::debug!(interface = %addr.interface, error = %err, "M-SEARCH failed"),
+                Err(err) => {
+                    tracing::debug!(interface = %addr.interface, error = %err, "M-SEARCH failed")
+                }
             }
         }
         sent
@@ -248,7 +251,9 @@ fn open_notify_socket(lan: &[HostAddr]) -> std::io::Result<UdpSocket> {
     for addr in lan {
         match socket.join_multicast_v4(&MULTICAST, &addr.addr) {
             Ok(()) => joined += 1,
-            Err(err) => tracing::debug!(interface = %addr.interface, error = %err, "cannot join SSDP group"),
+            Err(err) => {
+                tracing::debug!(interface = %addr.interface, error = %err, "cannot join SSDP group")
+            }
         }
     }
     if joined == 0 {

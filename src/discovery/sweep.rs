@@ -3,7 +3,7 @@
 //!
 //! Costs charged to the budget, per the Linux defaults: an address not yet in the
 //! neighbour table costs up to 3 ARP requests (`mcast_solicit`) and a SYN that leaves
-//! only if one is answered; each connect to a known host a SYN plus the closing segment
+//! only after an ARP reply; each connect to a known host a SYN plus the closing segment
 //! (an open port is closed with RST, no FIN exchange).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -63,9 +63,9 @@ impl Budget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortState {
     Open,
-    /// The host answered with RST: it exists, nothing listens.
+    /// The host replied with RST: it exists, but nothing listens.
     Closed,
-    /// No answer: the host is absent or drops packets.
+    /// No reply: the host is absent or drops packets.
     Silent,
 }
 
@@ -83,7 +83,7 @@ pub async fn probe_port(ip: IpAddr, port: u16, timeout: Duration) -> PortState {
     }
 }
 
-/// Which MQTT ports of a host are open.
+/// The open MQTT ports of a host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HostPorts {
     pub plain: bool,
@@ -94,7 +94,12 @@ pub struct HostPorts {
 
 /// Probes 1883, then 8883. An address that stayed silent on 1883 and is not in the
 /// neighbour table afterwards is taken as absent and 8883 is skipped.
-pub async fn probe_host(ip: Ipv4Addr, known: bool, budget: &Budget, timeout: Duration) -> HostPorts {
+pub async fn probe_host(
+    ip: Ipv4Addr,
+    known: bool,
+    budget: &Budget,
+    timeout: Duration,
+) -> HostPorts {
     let ip_addr = IpAddr::V4(ip);
     let first_cost = if known { CONNECT_PACKETS } else { ARP_PACKETS + 1.0 };
     budget.take(first_cost).await;

@@ -1,6 +1,6 @@
 //! Validation: an MQTT handshake that proves a candidate is a GX.
 //!
-//! A GX's broker holds exactly one retained message, `N/<portal>/system/0/Serial` with
+//! A GX's broker contains exactly one retained message, `N/<portal>/system/0/Serial` with
 //! `{"value": "<portal>"}`: dbus-flashmq retains only that item and publishes it even
 //! without a keepalive, and the older dbus-mqtt kept it after expiry. So: connect,
 //! subscribe `N/+/system/0/Serial`, wait a few seconds for a retained message. A broker
@@ -39,14 +39,9 @@ pub struct ValidateConfig {
 /// `value` must agree.
 pub fn parse_serial(topic: &str, payload: &[u8]) -> Option<String> {
     let mut parts = topic.split('/');
-    let (Some("N"), Some(portal), Some("system"), Some("0"), Some("Serial"), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some("N"), Some(portal), Some("system"), Some("0"), Some("Serial"), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return None;
     };
     let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
@@ -55,7 +50,7 @@ pub fn parse_serial(topic: &str, payload: &[u8]) -> Option<String> {
         .then(|| portal.to_ascii_lowercase())
 }
 
-/// The ports to try, in order, with their TLS flag.
+/// Lists the ports to try, in order, with their TLS flag.
 fn attempts(candidate: &Candidate, tls_only: bool) -> Vec<(u16, bool)> {
     if let Some(port) = candidate.port {
         return vec![(port, tls_only || port == GX_PORT_TLS)];
@@ -89,7 +84,10 @@ pub async fn validate(
         tracing::debug!(host = %candidate.host, port, tls = use_tls, outcome = outcome.label(), "MQTT handshake");
         return outcome;
     }
-    if any_answer || candidate.evidence.is_some() {
+    // Silence on both ports means "closed" only when the host is known to be alive: a
+    // refused connect, or an SSDP announcement saying MQTT access is off. Otherwise the
+    // host may have gone (a GX whose address changed), which is not a reason to hold.
+    if any_answer || candidate.mqtt_on_lan == Some(false) {
         Outcome::PortsClosed
     } else {
         Outcome::Unreachable
@@ -126,9 +124,7 @@ async fn handshake(
     };
 
     let (client, mut eventloop) = AsyncClient::new(options, 10);
-    eventloop
-        .network_options
-        .set_connection_timeout(config.connect_timeout.as_secs().max(1));
+    eventloop.network_options.set_connection_timeout(config.connect_timeout.as_secs().max(1));
     let result = tokio::time::timeout(
         config.connect_timeout + config.serial_wait,
         wait_for_serial(&client, &mut eventloop, config),
@@ -144,7 +140,9 @@ async fn handshake(
     let observed = verifier.as_ref().and_then(|v| v.observed());
     let pin_mismatch = matches!((pin, observed), (Some(p), Some(o)) if p != o);
     match result {
-        Ok(Ok(Some(portal_id))) => Outcome::Gx { portal_id, port, tls: use_tls, fingerprint: observed },
+        Ok(Ok(Some(portal_id))) => {
+            Outcome::Gx { portal_id, port, tls: use_tls, fingerprint: observed }
+        }
         Ok(Ok(None)) => Outcome::NotGx { port },
         Ok(Err(Refusal::Login)) => Outcome::LoginRejected { port, tls: use_tls },
         Ok(Err(Refusal::Other)) | Err(_) if pin_mismatch => Outcome::TlsUntrusted {
@@ -212,18 +210,28 @@ mod tests {
     #[test]
     fn serial_topic_and_value_must_agree() {
         let topic = "N/c0619ab0d0e1/system/0/Serial";
-        assert_eq!(parse_serial(topic, br#"{"value":"c0619ab0d0e1"}"#).as_deref(), Some("c0619ab0d0e1"));
-        assert_eq!(parse_serial(topic, br#"{"value": "C0619AB0D0E1"}"#).as_deref(), Some("c0619ab0d0e1"));
+        assert_eq!(
+            parse_serial(topic, br#"{"value":"c0619ab0d0e1"}"#).as_deref(),
+            Some("c0619ab0d0e1")
+        );
+        assert_eq!(
+            parse_serial(topic, br#"{"value": "C0619AB0D0E1"}"#).as_deref(),
+            Some("c0619ab0d0e1")
+        );
         assert_eq!(parse_serial(topic, br#"{"value":"c0619ab88ee0"}"#), None);
         assert_eq!(parse_serial(topic, b""), None);
         assert_eq!(parse_serial(topic, b"1"), None);
-        assert_eq!(parse_serial("N/c0619ab0d0e1/system/0/Serial/x", br#"{"value":"c0619ab0d0e1"}"#), None);
+        assert_eq!(
+            parse_serial("N/c0619ab0d0e1/system/0/Serial/x", br#"{"value":"c0619ab0d0e1"}"#),
+            None
+        );
         assert_eq!(parse_serial("N/+/system/0/Serial", br#"{"value":"+"}"#), None);
     }
 
     #[test]
     fn port_order() {
-        let mut candidate = Candidate::new("10.0.0.2".parse().unwrap(), super::super::candidate::Method::Sweep);
+        let mut candidate =
+            Candidate::new("10.0.0.2".parse().unwrap(), super::super::candidate::Method::Sweep);
         assert_eq!(attempts(&candidate, false), vec![(1883, false), (8883, true)]);
         assert_eq!(attempts(&candidate, true), vec![(8883, true)]);
         candidate.port = Some(1884);

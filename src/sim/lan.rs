@@ -1,8 +1,8 @@
-//! The simulated GX as it shows itself on a LAN: an SSDP responder with a UPnP device
-//! description shaped like simple-upnpd's, a web server with the GX page signatures,
-//! optionally HTTPS with a self-signed `O=Victron Energy, OU=Venus OS, CN=venus.local`
-//! certificate, a Modbus TCP server answering unit 100 registers 800-805, and an mDNS
-//! responder for `venus.local`. The MQTT side is a separate broker.
+//! The simulated GX as it shows itself on a LAN. It runs an SSDP responder with a UPnP
+//! device description shaped like simple-upnpd's and a web server with the GX page
+//! signatures. Optionally it adds HTTPS with a self-signed `O=Victron Energy,
+//! OU=Venus OS, CN=venus.local` certificate, a Modbus TCP server for unit 100 registers
+//! 800-805, and an mDNS responder for `venus.local`. The MQTT side is a separate broker.
 //!
 //! It binds to one address (`--bind`), so several simulated GX devices can share a test
 //! LAN. Blocking threads keep it simple; it is a test tool, not part of the daemon.
@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::discovery::ssdp::{DEVICE_TYPE, MULTICAST, PORT as SSDP_PORT};
 
-/// What the GX web server on port 80 shows.
+/// The behaviour of the GX web server on port 80.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WebMode {
     /// `/` redirects to `/gui-v2` (Unsecured and Weak profiles).
@@ -68,7 +68,7 @@ pub struct SimLanArgs {
     pub mdns: bool,
 }
 
-/// The UPnP description, with the fields simple-upnpd fills in.
+/// Renders the UPnP description with the fields simple-upnpd fills in.
 pub fn description_xml(args: &SimLanArgs) -> String {
     let udn: Vec<String> = args
         .portal_id
@@ -118,8 +118,10 @@ pub fn main(args: SimLanArgs) -> i32 {
 
 fn run(args: SimLanArgs) -> anyhow::Result<()> {
     let args = Arc::new(args);
-    let description = TcpListener::bind((args.bind, 0)).context("binding the description server")?;
-    let location = format!("http://{}:{}/description.xml", args.bind, description.local_addr()?.port());
+    let description =
+        TcpListener::bind((args.bind, 0)).context("binding the description server")?;
+    let location =
+        format!("http://{}:{}/description.xml", args.bind, description.local_addr()?.port());
     {
         let xml = description_xml(&args);
         std::thread::spawn(move || serve_http(description, move |_| (200, None, xml.clone())));
@@ -167,7 +169,7 @@ fn web_page(mode: WebMode, path: &str) -> (u16, Option<String>, String) {
     }
 }
 
-/// A one-request-per-connection HTTP server.
+/// Serves HTTP on `listener`, one request per connection, with pages from `page`.
 fn serve_http<F>(listener: TcpListener, page: F)
 where
     F: Fn(&str) -> (u16, Option<String>, String) + Send + 'static,
@@ -190,7 +192,10 @@ where
         }
         let (status, location, body) = page(&path);
         let reason = if status == 200 { "OK" } else { "Found" };
-        let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        let mut head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
         if let Some(location) = location {
             head.push_str(&format!("Location: {location}\r\n"));
         }
@@ -200,7 +205,7 @@ where
     }
 }
 
-/// A GX-like self-signed certificate and its key, DER encoded.
+/// Generates a GX-like self-signed certificate and its key, DER encoded.
 pub fn gx_certificate() -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let mut params = rcgen::CertificateParams::new(vec!["venus.local".to_string()])?;
     let mut name = rcgen::DistinguishedName::new();
@@ -251,15 +256,19 @@ pub fn start_https_on(addr: SocketAddr) -> anyhow::Result<u16> {
                 let mut buf = [0u8; 1024];
                 let _ = tls.read(&mut buf);
                 let body = "<html><body><h1>GX device login</h1></body></html>";
-                let _ = write!(tls, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             });
         }
     });
     Ok(port)
 }
 
-/// Answers "read holding registers" on unit 100 from register 800 with the portal id;
-/// anything else gets exception 2 (illegal data address).
+/// Serves Modbus TCP: "read holding registers" on unit 100 from register 800 returns the
+/// portal id, and any other request gets exception 2 (illegal data address).
 pub fn serve_modbus(listener: TcpListener, portal_id: String) {
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -292,11 +301,21 @@ pub fn serve_modbus(listener: TcpListener, portal_id: String) {
 }
 
 fn start_mdns(bind: Ipv4Addr) -> anyhow::Result<mdns_sd::ServiceDaemon> {
-    let daemon = mdns_sd::ServiceDaemon::new().map_err(|e| anyhow::anyhow!("mDNS: {e}"))?;
+    let daemon = mdns_sd::ServiceDaemon::new()
+        .map_err(|e| anyhow::anyhow!("starting the mDNS responder failed: {e}"))?;
     let _ = daemon.disable_interface(mdns_sd::IfKind::IPv6);
-    let service = mdns_sd::ServiceInfo::new("_http._tcp.local.", "venus", "venus.local.", IpAddr::V4(bind), 80, None)
-        .map_err(|e| anyhow::anyhow!("mDNS service: {e}"))?;
-    daemon.register(service).map_err(|e| anyhow::anyhow!("mDNS register: {e}"))?;
+    let service = mdns_sd::ServiceInfo::new(
+        "_http._tcp.local.",
+        "venus",
+        "venus.local.",
+        IpAddr::V4(bind),
+        80,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("invalid mDNS service for venus.local: {e}"))?;
+    daemon
+        .register(service)
+        .map_err(|e| anyhow::anyhow!("registering venus.local with mDNS failed: {e}"))?;
     Ok(daemon)
 }
 
@@ -341,7 +360,9 @@ fn start_ssdp(args: Arc<SimLanArgs>, location: String) -> anyhow::Result<()> {
             }
             let st = text
                 .split("\r\n")
-                .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("ST")))
+                .find_map(|l| {
+                    l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("ST"))
+                })
                 .map(|(_, v)| v.trim().to_string())
                 .unwrap_or_default();
             if st != DEVICE_TYPE && st != "ssdp:all" && st != "upnp:rootdevice" {
@@ -357,4 +378,3 @@ fn start_ssdp(args: Arc<SimLanArgs>, location: String) -> anyhow::Result<()> {
     });
     Ok(())
 }
-

@@ -129,7 +129,8 @@ fn parse(frame: &[u8]) -> Option<Frame> {
         return None;
     }
     let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let mut out = Frame { at: Instant::now(), ethertype, dst: None, protocol: 0, dst_port: 0, tcp_flags: 0 };
+    let mut out =
+        Frame { at: Instant::now(), ethertype, dst: None, protocol: 0, dst_port: 0, tcp_flags: 0 };
     if ethertype == 0x0800 && frame.len() >= 34 {
         let ip = &frame[14..];
         let header = usize::from(ip[0] & 0x0f) * 4;
@@ -145,7 +146,7 @@ fn parse(frame: &[u8]) -> Option<Frame> {
     Some(out)
 }
 
-/// The largest number of frames within any window of `window`.
+/// Returns the largest number of frames within any window of length `window`.
 pub fn max_in_window(frames: &[Frame], window: Duration) -> usize {
     let mut best = 0;
     let mut start = 0;

@@ -16,13 +16,19 @@ pub fn broker(lan: &mut Lan, host: &Host, dir: &Path, password: Option<&str>) ->
     let conf = dir.join(format!("mosquitto-{}.conf", host.addr));
     // Mosquitto drops root privileges to its own user, which cannot write into the
     // test's directory, so the log goes to stderr (unbuffered) and the test writes it.
-    let mut text = format!("listener 1883 {}\npersistence false\nlog_dest stderr\nlog_type all\nlog_timestamp true\n",
-        host.addr);
+    let mut text = format!(
+        "listener 1883 {}\npersistence false\nlog_dest stderr\nlog_type all\nlog_timestamp true\n",
+        host.addr
+    );
     match password {
         Some(password) => {
             let file = dir.join(format!("passwd-{}", host.addr));
             std::fs::write(&file, format!("roamcore:{password}\n")).unwrap();
-            let status = std::process::Command::new("mosquitto_passwd").arg("-U").arg(&file).status().unwrap();
+            let status = std::process::Command::new("mosquitto_passwd")
+                .arg("-U")
+                .arg(&file)
+                .status()
+                .unwrap();
             assert!(status.success());
             text.push_str(&format!("allow_anonymous false\npassword_file {}\n", file.display()));
         }
@@ -30,7 +36,13 @@ pub fn broker(lan: &mut Lan, host: &Host, dir: &Path, password: Option<&str>) ->
     }
     std::fs::File::create(&conf).unwrap().write_all(text.as_bytes()).unwrap();
     let log = std::fs::File::create(log_path(dir, host)).unwrap();
-    let index = lan.spawn_with(host, &mosquitto(), &["-c", conf.to_str().unwrap()], Stdio::null(), Stdio::from(log));
+    let index = lan.spawn_with(
+        host,
+        &mosquitto(),
+        &["-c", conf.to_str().unwrap()],
+        Stdio::null(),
+        Stdio::from(log),
+    );
     wait_for_tcp(lan, host, 1883);
     index
 }
@@ -43,7 +55,8 @@ pub fn log_path(dir: &Path, host: &Host) -> PathBuf {
 fn wait_for_tcp(lan: &Lan, host: &Host, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let out = lan.exec(host, "bash", &["-c", &format!("exec 3<>/dev/tcp/{}/{port}", host.addr)]);
+        let out =
+            lan.exec(host, "bash", &["-c", &format!("exec 3<>/dev/tcp/{}/{port}", host.addr)]);
         if out.status.success() {
             return;
         }
@@ -78,7 +91,7 @@ pub fn sim_lan(lan: &mut Lan, host: &Host, portal: &str, flags: &[&str]) -> usiz
     index
 }
 
-/// A complete simulated GX: broker with the retained Serial, and its LAN presence.
+/// Starts a complete simulated GX: a broker with the retained Serial, and its LAN presence.
 pub fn full_gx(lan: &mut Lan, host: &Host, dir: &Path, portal: &str, flags: &[&str]) {
     broker(lan, host, dir, None);
     publish_serial(lan, host, portal, None);
@@ -104,7 +117,14 @@ impl Discover {
         let dir = data_dir.to_str().unwrap();
         // ROAMCORE_TEST_LOG=debug shows the daemon's log on the test's stderr.
         let level = std::env::var("ROAMCORE_TEST_LOG").ok();
-        let mut args = vec!["discover", "--json", "--data-dir", dir, "--log-level", level.as_deref().unwrap_or("info")];
+        let mut args = vec![
+            "discover",
+            "--json",
+            "--data-dir",
+            dir,
+            "--log-level",
+            level.as_deref().unwrap_or("info"),
+        ];
         args.extend_from_slice(flags);
         let started = Instant::now();
         let stderr = if level.is_some() { Stdio::inherit() } else { Stdio::null() };
@@ -124,7 +144,11 @@ impl Discover {
     }
 
     /// Waits for a line matching `predicate`, up to `timeout`.
-    pub fn wait_for(&mut self, timeout: Duration, predicate: impl Fn(&serde_json::Value) -> bool) -> Option<Line> {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        predicate: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<Line> {
         if let Some(line) = self.seen.iter().find(|l| predicate(&l.json)) {
             return Some(line.clone());
         }

@@ -31,14 +31,20 @@ pub fn mosquitto() -> String {
 
 fn run(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Switches IPv6 off in `ns`, so the kernel's router solicitations and MLD reports do
 /// not mix with the IPv4 scan traffic that the tests count.
 fn disable_ipv6(ns: &str) {
     for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
-        let out = Command::new("ip").args(["netns", "exec", ns, "sysctl", "-q", "-w", key]).output();
+        let out =
+            Command::new("ip").args(["netns", "exec", ns, "sysctl", "-q", "-w", key]).output();
         assert!(out.is_ok_and(|o| o.status.success()), "sysctl {key} in {ns}");
     }
 }
@@ -59,13 +65,19 @@ pub struct Lan {
 }
 
 impl Lan {
-    /// A new LAN 192.168.<third>.0/24, with a unique name prefix.
+    /// Creates a LAN 192.168.<third>.0/24 whose namespaces share a unique name prefix.
     pub fn new(third: u8) -> Lan {
         let id = std::process::id() % 10_000 * 100 + COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("rcv{id}");
         let switch = format!("{prefix}-sw");
         run(&["netns", "add", &switch]);
-        let lan = Lan { prefix, switch, subnet: [192, 168, third], hosts: Vec::new(), children: Vec::new() };
+        let lan = Lan {
+            prefix,
+            switch,
+            subnet: [192, 168, third],
+            hosts: Vec::new(),
+            children: Vec::new(),
+        };
         run(&["-n", &lan.switch, "link", "add", "br0", "type", "bridge"]);
         // The bridge forwards at once: no STP learning delay in a test.
         run(&["-n", &lan.switch, "link", "set", "br0", "type", "bridge", "forward_delay", "0"]);
@@ -78,7 +90,20 @@ impl Lan {
         let ns = format!("{}-{name}", self.prefix);
         run(&["netns", "add", &ns]);
         let port = format!("p{}", self.hosts.len());
-        run(&["-n", &self.switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        run(&[
+            "-n",
+            &self.switch,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+        ]);
         run(&["-n", &self.switch, "link", "set", &port, "master", "br0"]);
         run(&["-n", &self.switch, "link", "set", &port, "up"]);
         let addr = Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], last);
@@ -99,7 +124,10 @@ impl Lan {
         let ns = format!("{}-{far_name}", self.prefix);
         run(&["netns", "add", &ns]);
         disable_ipv6(&ns);
-        run(&["-n", &host.ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        run(&[
+            "-n", &host.ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns",
+            &ns,
+        ]);
         run(&["-n", &host.ns, "addr", "add", cidr, "dev", "eth1"]);
         run(&["-n", &host.ns, "link", "set", "eth1", "up"]);
         run(&["-n", &ns, "addr", "add", far_cidr, "dev", "eth0"]);
@@ -117,7 +145,14 @@ impl Lan {
     }
 
     /// Like `spawn`, with stderr too.
-    pub fn spawn_with(&mut self, host: &Host, program: &str, args: &[&str], stdout: Stdio, stderr: Stdio) -> usize {
+    pub fn spawn_with(
+        &mut self,
+        host: &Host,
+        program: &str,
+        args: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> usize {
         let child = Command::new("ip")
             .args(["netns", "exec", &host.ns, program])
             .args(args)

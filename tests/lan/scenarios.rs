@@ -38,8 +38,15 @@ fn check_traffic(frames: &[Frame], subnet: [u8; 3]) -> (usize, f64) {
     if peak > 20 {
         let t0 = frames[0].at;
         for f in frames {
-            eprintln!("{:8.3} type {:04x} dst {:?} proto {} port {} flags {:02x}",
-                f.at.duration_since(t0).as_secs_f64(), f.ethertype, f.dst, f.protocol, f.dst_port, f.tcp_flags);
+            eprintln!(
+                "{:8.3} type {:04x} dst {:?} proto {} port {} flags {:02x}",
+                f.at.duration_since(t0).as_secs_f64(),
+                f.ethertype,
+                f.dst,
+                f.protocol,
+                f.dst_port,
+                f.tcp_flags
+            );
         }
     }
     assert!(peak <= 20, "{peak} packets within one second");
@@ -82,7 +89,11 @@ fn found_by_ssdp_alone() {
     assert_eq!(used.json["model"], "Cerbo GX");
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
     assert_eq!(first_method(&discover, gx_host.addr).as_deref(), Some("ssdp"));
-    assert!(!discover.seen.iter().any(|l| is_event(&l.json, "sweep_started")), "{}", discover.dump());
+    assert!(
+        !discover.seen.iter().any(|l| is_event(&l.json, "sweep_started")),
+        "{}",
+        discover.dump()
+    );
 
     let stored = std::fs::read_to_string(data.join("discovery.json")).unwrap();
     assert!(stored.contains(GX_A), "{stored}");
@@ -98,11 +109,18 @@ fn found_by_mdns_alone() {
     let daemon = lan.host("d", 10);
     let gx_host = lan.host("gx", 20);
     let decoy = lan.host("decoy", 30);
-    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--ssdp", "false", "--mdns", "--web", "off"]);
+    gx::full_gx(
+        &mut lan,
+        &gx_host,
+        dir.path(),
+        GX_A,
+        &["--ssdp", "false", "--mdns", "--web", "off"],
+    );
     gx::broker(&mut lan, &decoy, dir.path(), None);
 
     let capture = Capture::start(&daemon.ns, "eth0");
-    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "40"]);
+    let mut discover =
+        Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "40"]);
     let used = discover.wait_for(Duration::from_secs(35), |j| is_event(j, "use"));
     let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", discover.dump()));
     let elapsed = used.at.duration_since(discover.started);
@@ -131,7 +149,8 @@ fn found_by_sweep_alone_on_a_24() {
 
     let capture = Capture::start(&daemon.ns, "eth0");
     let far_capture = Capture::start(&daemon.ns, "eth1");
-    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "190"]);
+    let mut discover =
+        Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "190"]);
     let used = discover.wait_for(Duration::from_secs(185), |j| is_event(j, "use"));
     let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", discover.dump()));
     let elapsed = used.at.duration_since(discover.started);
@@ -149,11 +168,20 @@ fn found_by_sweep_alone_on_a_24() {
     if let Some(line) = decoy_outcome {
         assert_eq!(line.json["outcome"], "not_gx", "the decoy broker is not a GX");
     }
-    assert!(discover.seen.iter().any(|l| is_event(&l.json, "sweep_skipped") && l.json["subnet"] == "10.99.0.0/16"),
-        "{}", discover.dump());
+    assert!(
+        discover
+            .seen
+            .iter()
+            .any(|l| is_event(&l.json, "sweep_skipped") && l.json["subnet"] == "10.99.0.0/16"),
+        "{}",
+        discover.dump()
+    );
 
     let (peak, average) = check_traffic(&capture.frames(), lan.subnet);
-    eprintln!("sweep: peak {peak} packets/s, average {average:.1} packets/s, {} frames", capture.frames().len());
+    eprintln!(
+        "sweep: peak {peak} packets/s, average {average:.1} packets/s, {} frames",
+        capture.frames().len()
+    );
     let far_unicast: Vec<Frame> = far_capture
         .frames()
         .into_iter()
@@ -178,23 +206,26 @@ fn two_gx_at_first_start_then_option() {
     let status = discover.wait_for(Duration::from_secs(35), |j| is_status(j, "multiple_gx"));
     let status = status.unwrap_or_else(|| panic!("no multiple_gx:\n{}", discover.dump()));
     let detail = status.json["detail"].as_str().unwrap();
-    assert!(detail.contains(GX_A) && detail.contains(GX_B), "{detail}");
+    assert!(detail.contains(GX_A), "{detail}");
+    assert!(detail.contains(GX_B), "{detail}");
     assert!(!discover.seen.iter().any(|l| is_event(&l.json, "use")));
     discover.drain(Duration::from_secs(3));
     assert!(!discover.seen.iter().any(|l| is_event(&l.json, "use")), "{}", discover.dump());
     assert!(!data.join("discovery.json").exists(), "nothing adopted");
 
-    let mut picked = Discover::start(&mut lan, &daemon, &data, &["--duration", "40", "--portal-id", GX_B]);
+    let mut picked =
+        Discover::start(&mut lan, &daemon, &data, &["--duration", "40", "--portal-id", GX_B]);
     let used = picked.wait_for(Duration::from_secs(35), |j| is_event(j, "use"));
     let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", picked.dump()));
     assert_eq!(used.json["portal_id"], GX_B);
     assert_eq!(used.json["host"], gx_b.addr.to_string());
     let stored = std::fs::read_to_string(data.join("discovery.json")).unwrap();
-    assert!(stored.contains(GX_B) && !stored.contains(GX_A), "{stored}");
+    assert!(stored.contains(GX_B), "{stored}");
+    assert!(!stored.contains(GX_A), "{stored}");
 }
 
 #[test]
-fn second_gx_after_adoption_and_no_probes_while_connected() {
+fn second_gx_reported_and_quiet_while_connected() {
     skip_unless_lan!();
     let dir = tempfile::tempdir().unwrap();
     let mut lan = Lan::new(65);
@@ -207,18 +238,29 @@ fn second_gx_after_adoption_and_no_probes_while_connected() {
 
     let data = dir.path().join("data");
     let mut first = Discover::start(&mut lan, &daemon, &data, &["--duration", "30"]);
-    assert!(first.wait_for(Duration::from_secs(25), |j| is_use_of(j, GX_A)).is_some(), "{}", first.dump());
+    assert!(
+        first.wait_for(Duration::from_secs(25), |j| is_use_of(j, GX_A)).is_some(),
+        "{}",
+        first.dump()
+    );
 
     // A second GX appears after the adoption.
     gx::full_gx(&mut lan, &gx_b, dir.path(), GX_B, &["--web", "off", "--notify-interval", "3"]);
     let capture = Capture::start(&daemon.ns, "eth0");
-    let mut watch = Discover::start(&mut lan, &daemon, &data, &["--watch", "--duration", "40", "--act-connected"]);
+    let mut watch = Discover::start(
+        &mut lan,
+        &daemon,
+        &data,
+        &["--watch", "--duration", "40", "--act-connected"],
+    );
     let used = watch.wait_for(Duration::from_secs(10), |j| is_event(j, "use"));
-    let used = used.unwrap_or_else(|| panic!("the adopted GX was not used at once:\n{}", watch.dump()));
+    let used =
+        used.unwrap_or_else(|| panic!("the adopted GX was not used at once:\n{}", watch.dump()));
     assert_eq!(used.json["portal_id"], GX_A);
     let connected_at = used.at;
     let others = watch.wait_for(Duration::from_secs(20), |j| is_event(j, "others_seen"));
-    let others = others.unwrap_or_else(|| panic!("the second GX was not reported:\n{}", watch.dump()));
+    let others =
+        others.unwrap_or_else(|| panic!("the second GX was not reported:\n{}", watch.dump()));
     assert_eq!(others.json["others"][0]["portal_id"], GX_B);
     assert_eq!(others.json["others"][0]["host"], gx_b.addr.to_string());
     watch.drain(Duration::from_secs(15));
@@ -230,7 +272,8 @@ fn second_gx_after_adoption_and_no_probes_while_connected() {
     // the last validation's closing segments).
     let quiet_from = connected_at + Duration::from_secs(1);
     let sent: Vec<Frame> = capture.frames().into_iter().filter(|f| f.at >= quiet_from).collect();
-    let probes: Vec<&Frame> = sent.iter().filter(|f| f.ethertype == 0x0800 && f.protocol != 2).collect();
+    let probes: Vec<&Frame> =
+        sent.iter().filter(|f| f.ethertype == 0x0800 && f.protocol != 2).collect();
     assert!(probes.is_empty(), "{} packets while connected: {probes:?}", probes.len());
 }
 
@@ -241,10 +284,11 @@ fn mqtt_disabled_says_how_to_fix() {
     let mut lan = Lan::new(66);
     let daemon = lan.host("d", 10);
     let gx_host = lan.host("gx", 20);
-    // MQTT access off: no broker at all, and SSDP says X_MqttOnLan=0.
+    // MQTT access off: no broker at all, and SSDP announces X_MqttOnLan=0.
     gx::sim_lan(&mut lan, &gx_host, GX_A, &["--mqtt-on-lan", "0", "--web", "login"]);
 
-    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "40"]);
+    let mut discover =
+        Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "40"]);
     let status = discover.wait_for(Duration::from_secs(35), |j| is_status(j, "mqtt_disabled"));
     let status = status.unwrap_or_else(|| panic!("no mqtt_disabled:\n{}", discover.dump()));
     let elapsed = status.at.duration_since(discover.started);
@@ -252,7 +296,8 @@ fn mqtt_disabled_says_how_to_fix() {
     assert!(elapsed < Duration::from_secs(30));
     let detail = status.json["detail"].as_str().unwrap();
     assert!(detail.contains(&gx_host.addr.to_string()), "{detail}");
-    assert!(detail.contains("Settings -> Integrations") && detail.contains("MQTT Access"), "{detail}");
+    assert!(detail.contains("Settings -> Integrations"), "{detail}");
+    assert!(detail.contains("MQTT Access"), "{detail}");
 }
 
 #[test]
@@ -279,7 +324,9 @@ fn auth_required_one_login_per_minute() {
     let log = std::fs::read_to_string(gx::log_path(dir.path(), &gx_host)).unwrap();
     let rejected: Vec<u64> = log
         .lines()
-        .filter(|l| l.contains("Sending CONNACK") && (l.ends_with("(0, 5)") || l.ends_with("(0, 4)")))
+        .filter(|l| {
+            l.contains("Sending CONNACK") && (l.ends_with("(0, 5)") || l.ends_with("(0, 4)"))
+        })
         .map(|l| l.split(':').next().unwrap().trim().parse().unwrap())
         .collect();
     eprintln!("auth: rejected logins at {rejected:?}");
@@ -308,7 +355,8 @@ fn found_after_interface_up(third: u8, gx_flags: &[&str], method: &str) {
 
     let down = lan.exec(&daemon, "ip", &["link", "set", "eth0", "down"]);
     assert!(down.status.success());
-    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "60"]);
+    let mut discover =
+        Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "60"]);
     discover.drain(Duration::from_secs(4));
     assert!(!discover.seen.iter().any(|l| is_event(&l.json, "use")));
     let up_at = Instant::now();
@@ -317,9 +365,13 @@ fn found_after_interface_up(third: u8, gx_flags: &[&str], method: &str) {
     lan.exec(&daemon, "ip", &["route", "replace", "224.0.0.0/4", "dev", "eth0"]);
 
     let used = discover.wait_for(Duration::from_secs(40), |j| is_event(j, "use"));
-    let used = used.unwrap_or_else(|| panic!("no GX used after the interface came up:\n{}", discover.dump()));
+    let used = used
+        .unwrap_or_else(|| panic!("no GX used after the interface came up:\n{}", discover.dump()));
     let elapsed = used.at.duration_since(up_at);
-    eprintln!("flap ({method}): GX used {:.1} s after the interface came up", elapsed.as_secs_f64());
+    eprintln!(
+        "flap ({method}): GX used {:.1} s after the interface came up",
+        elapsed.as_secs_f64()
+    );
     assert_eq!(first_method(&discover, gx_host.addr).as_deref(), Some(method));
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 }
@@ -334,4 +386,36 @@ fn interface_up_later_rebuilds_mdns() {
 fn interface_up_later_rebuilds_ssdp() {
     skip_unless_lan!();
     found_after_interface_up(69, &["--web", "off", "--notify-interval", "600"], "ssdp");
+}
+
+#[test]
+fn adopted_gx_found_at_new_address() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(70);
+    let daemon = lan.host("d", 10);
+    let gx_host = lan.host("gx", 25);
+    let stranger = lan.host("other", 20);
+    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--web", "off"]);
+    // The GX's old address now belongs to a device without MQTT.
+    let _ = &stranger;
+
+    // Adopted at .20 before the router handed out new addresses.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let old = format!(
+        "{{\"portal_id\":\"{GX_A}\",\"host\":\"{}.{}.{}.20\",\"port\":1883,\"tls\":false}}",
+        lan.subnet[0], lan.subnet[1], lan.subnet[2]
+    );
+    std::fs::write(data.join("discovery.json"), old).unwrap();
+
+    let mut discover = Discover::start(&mut lan, &daemon, &data, &["--duration", "40"]);
+    let used = discover.wait_for(Duration::from_secs(35), |j| is_event(j, "use"));
+    let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", discover.dump()));
+    eprintln!("moved: GX used after {:.1} s", used.at.duration_since(discover.started).as_secs_f64());
+    assert_eq!(used.json["portal_id"], GX_A);
+    assert_eq!(used.json["host"], gx_host.addr.to_string());
+    assert!(!discover.seen.iter().any(|l| is_status(&l.json, "mqtt_disabled")), "{}", discover.dump());
+    let stored = std::fs::read_to_string(data.join("discovery.json")).unwrap();
+    assert!(stored.contains(&gx_host.addr.to_string()), "{stored}");
 }

@@ -2,18 +2,20 @@
 //! allows, validates candidates one at a time, stores the adoption and pins, and sends
 //! the machine's events to the engine.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod scanners;
+
 use super::candidate::{Candidate, Method, Outcome};
 use super::machine::{Action, Machine, MachineConfig};
 use super::netif::{self, HostAddr};
-use super::policy::{self, ScanMode, SubnetVerdict, SweepSchedule};
+use super::policy::{ScanMode, SweepSchedule};
 use super::ssdp::{self, Announcement, DescriptionCache};
-use super::sweep::{self, Budget};
+use super::sweep::Budget;
 use super::validate::{self, ValidateConfig};
 use super::{adoption, mdns, probe, DiscoveryConfig, DiscoveryEvent, LinkReport};
 use crate::gx::tls::PinStore;
@@ -36,7 +38,7 @@ const MSEARCH_INTERVAL: (Duration, Duration) = (Duration::from_secs(3), Duration
 /// Connect timeout of sweep probes: long enough for an ARP round trip on Wi-Fi.
 const SWEEP_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// What the runner did, for `roamcore-victron discover`.
+/// A step of the runner, printed by `roamcore-victron discover`.
 #[derive(Debug, Clone)]
 pub enum Trace {
     Candidate(Candidate),
@@ -102,6 +104,9 @@ struct Runner {
     budget: Budget,
     validate_config: ValidateConfig,
     mode: Option<ScanMode>,
+    /// True while the mode is Active; tasks that waited for the packet budget check it
+    /// before sending, so nothing leaves once the GX is connected.
+    active: std::sync::Arc<std::sync::atomic::AtomicBool>,
     addrs: Vec<HostAddr>,
     addrs_polled: Instant,
     candidates_tx: mpsc::UnboundedSender<Candidate>,
@@ -159,6 +164,7 @@ impl Runner {
             budget: Budget::new(BUDGET_PER_SECOND),
             validate_config,
             mode: None,
+            active: Default::default(),
             addrs: netif::snapshot().unwrap_or_default(),
             addrs_polled: now,
             candidates_tx,
@@ -202,12 +208,16 @@ impl Runner {
                             "cannot store the adopted GX; a restart will search again");
                     }
                 }
-                Action::Pin { portal_id, fingerprint } => match self.pins.pin(&portal_id, &fingerprint) {
-                    Ok(true) => tracing::info!(%portal_id, fingerprint = %crate::gx::tls::format_fingerprint(&fingerprint),
-                        "pinned the GX's TLS certificate"),
-                    Ok(false) => {}
-                    Err(err) => tracing::warn!(error = %err, "cannot store the TLS pin"),
-                },
+                Action::Pin { portal_id, fingerprint } => {
+                    match self.pins.pin(&portal_id, &fingerprint) {
+                        Ok(true) => {
+                            tracing::info!(%portal_id, fingerprint = %crate::gx::tls::format_fingerprint(&fingerprint),
+                        "pinned the GX's TLS certificate")
+                        }
+                        Ok(false) => {}
+                        Err(err) => tracing::warn!(error = %err, "cannot store the TLS pin"),
+                    }
+                }
             }
         }
         self.sync_mode().await;
@@ -221,6 +231,7 @@ impl Runner {
             return;
         }
         let previous = self.mode.replace(mode);
+        self.active.store(mode == ScanMode::Active, std::sync::atomic::Ordering::SeqCst);
         self.emit_trace(Trace::ScanMode(mode));
         tracing::debug!(?previous, ?mode, "scan mode");
         match mode {
@@ -255,73 +266,6 @@ impl Runner {
         self.sweep_done_rx = None;
         self.schedule.search_ended();
         self.next_msearch = None;
-    }
-
-    fn start_mdns(&mut self) {
-        if self.mdns.is_some() {
-            return;
-        }
-        match mdns::Resolver::start(self.candidates_tx.clone()) {
-            Ok(resolver) => self.mdns = Some(resolver),
-            Err(err) => tracing::warn!(error = %err, "mDNS is unavailable; searching without it"),
-        }
-    }
-
-    fn open_ssdp(&mut self) {
-        let lan = netif::lan_addrs(&self.addrs);
-        if lan.is_empty() {
-            return;
-        }
-        let sockets = std::sync::Arc::new(ssdp::Sockets::open(&lan));
-        let mut tasks = Vec::new();
-        for index in 0..sockets.search.len() {
-            tasks.push(spawn_receiver(sockets.clone(), Some(index), self.announcements_tx.clone()));
-        }
-        if sockets.notify.is_some() {
-            tasks.push(spawn_receiver(sockets.clone(), None, self.announcements_tx.clone()));
-        }
-        self.ssdp = Some(sockets);
-        self.ssdp_tasks = tasks;
-    }
-
-    fn close_ssdp(&mut self) {
-        for task in self.ssdp_tasks.drain(..) {
-            task.abort();
-        }
-        self.ssdp = None;
-    }
-
-    fn on_announcement(&mut self, announcement: Announcement, source: IpAddr) {
-        if !announcement.is_interesting() {
-            return;
-        }
-        let host = ssdp::location_host(&announcement.location, source);
-        if self.mode == Some(ScanMode::Passive) {
-            // No HTTP while connected: the UDN in the USN carries the portal id.
-            if let Some(portal) = portal_from_usn(&announcement.usn) {
-                let mut candidate = Candidate::new(host, Method::Ssdp);
-                candidate.portal_hint = Some(portal);
-                candidate.evidence = Some("SSDP announcement with a Victron UDN".into());
-                let _ = self.candidates_tx.send(candidate);
-            }
-            return;
-        }
-        if !self.descriptions.should_fetch(&announcement, Instant::now()) {
-            return;
-        }
-        let budget = self.budget.clone();
-        let found = self.candidates_tx.clone();
-        tokio::spawn(async move {
-            budget.take(DESCRIPTION_PACKETS).await;
-            match ssdp::fetch_description(&announcement.location, Duration::from_secs(3)).await {
-                Ok(description) => {
-                    if let Some(candidate) = description.to_candidate(host) {
-                        let _ = found.send(candidate);
-                    }
-                }
-                Err(err) => tracing::debug!(error = %format!("{err:#}"), "SSDP description"),
-            }
-        });
     }
 
     /// Filters a scanner's candidate and hands it to the machine.
@@ -412,9 +356,11 @@ impl Runner {
             budget.take(VALIDATION_PACKETS).await;
             let mut candidate = candidate;
             let outcome = validate::validate(&candidate, &config, pin, expected.as_deref()).await;
-            let unexplained = matches!(outcome, Outcome::LoginRejected { .. } | Outcome::PortsClosed);
+            let unexplained =
+                matches!(outcome, Outcome::LoginRejected { .. } | Outcome::PortsClosed);
             if unexplained && probes_allowed && candidate.portal_hint.is_none() {
-                let evidence = probe::probe_gx(candidate.host, &budget, Duration::from_secs(3)).await;
+                let evidence =
+                    probe::probe_gx(candidate.host, &budget, Duration::from_secs(3)).await;
                 if evidence.is_gx() {
                     candidate.evidence = Some(evidence.signs.join("; "));
                     candidate.portal_hint = evidence.portal_id;
@@ -423,154 +369,9 @@ impl Runner {
             let _ = outcomes.send((candidate, outcome));
         }));
     }
-
-    async fn search_step(&mut self, now: Instant) {
-        if let Some((at, interval)) = self.next_msearch {
-            if now >= at {
-                if let Some(sockets) = &self.ssdp {
-                    let interfaces = sockets.search.len() as f64;
-                    self.budget.take(interfaces).await;
-                    sockets.search().await;
-                }
-                let next = (interval * 2).min(MSEARCH_INTERVAL.1);
-                self.next_msearch = Some((now + interval, next));
-            }
-        }
-
-        if let Some(done) = self.sweep_done_rx.as_mut() {
-            if done.try_recv().is_ok() {
-                self.sweep_done_rx = None;
-                self.sweep_task = None;
-                self.schedule.finished(now);
-            }
-        }
-        if self.config.scan && self.schedule.may_start(now, SWEEP_GRACE) {
-            self.start_sweep(now);
-        }
-    }
-
-    /// The subnets to sweep with the verdict for each.
-    fn sweep_plan(&self) -> Vec<(crate::config::Ipv4Net, Result<(), String>)> {
-        let lan = netif::lan_addrs(&self.addrs);
-        let mut plan = Vec::new();
-        if self.config.subnets.is_empty() {
-            for addr in &self.addrs {
-                let net = addr.net();
-                let verdict = match policy::judge_subnet(&net, &addr.interface, self.config.large_subnets) {
-                    SubnetVerdict::Sweep => Ok(()),
-                    other => Err(format!("{other:?} on {}", addr.interface)),
-                };
-                plan.push((net, verdict));
-            }
-        } else {
-            for net in &self.config.subnets {
-                let attached = lan.iter().find(|a| a.net().contains(net.network()) && a.prefix <= net.prefix);
-                let verdict = match attached {
-                    None => Err("not directly attached".to_string()),
-                    Some(addr) => match policy::judge_subnet(net, &addr.interface, self.config.large_subnets) {
-                        SubnetVerdict::Sweep => Ok(()),
-                        other => Err(format!("{other:?}")),
-                    },
-                };
-                plan.push((*net, verdict));
-            }
-        }
-        plan
-    }
-
-    fn start_sweep(&mut self, now: Instant) {
-        let own: Vec<Ipv4Addr> = self.addrs.iter().map(|a| a.addr).collect();
-        let ignore = self.config.ignore.clone();
-        let mut targets = Vec::new();
-        let mut nets = Vec::new();
-        for (net, verdict) in self.sweep_plan() {
-            match verdict {
-                Ok(()) => {
-                    let hosts = policy::sweep_targets(&net, &own);
-                    self.emit_trace(Trace::SweepStarted { subnet: net.to_string(), hosts: hosts.len() });
-                    nets.push(net);
-                    targets.extend(hosts);
-                }
-                Err(reason) => {
-                    tracing::debug!(subnet = %net, %reason, "subnet not swept");
-                    self.emit_trace(Trace::SweepSkipped { subnet: net.to_string(), reason });
-                }
-            }
-        }
-        targets.retain(|ip| !ignore.contains(&IpAddr::V4(*ip)));
-        self.schedule.started(now);
-        let budget = self.budget.clone();
-        let found = self.candidates_tx.clone();
-        let trace = self.trace.clone();
-        let lan: Vec<String> = netif::lan_addrs(&self.addrs).into_iter().map(|a| a.interface).collect();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        self.sweep_done_rx = Some(done_rx);
-        self.sweep_task = Some(tokio::spawn(async move {
-            let started = Instant::now();
-            // The neighbour table first: known hosts cost no ARP, Victron's MACs first.
-            let neighbours: Vec<_> = super::arp::read()
-                .into_iter()
-                .filter(|n| lan.contains(&n.interface) && nets.iter().any(|net| net.contains(n.ip)))
-                .collect();
-            let mut answered = 0;
-            for neighbour in &neighbours {
-                if neighbour.is_victron() {
-                    let mut candidate = Candidate::new(IpAddr::V4(neighbour.ip), Method::ArpVictron);
-                    candidate.evidence = Some("MAC address in Victron's block C0:61:9A:B".into());
-                    let _ = found.send(candidate);
-                }
-            }
-            let known: Vec<Ipv4Addr> = neighbours.iter().filter(|n| !n.is_victron()).map(|n| n.ip).collect();
-            answered += sweep::sweep(known.clone(), Method::Arp, budget.clone(), SWEEP_TIMEOUT, found.clone()).await;
-            let rest: Vec<Ipv4Addr> = targets
-                .into_iter()
-                .filter(|ip| !neighbours.iter().any(|n| n.ip == *ip))
-                .collect();
-            answered += sweep::sweep(rest, Method::Sweep, budget, SWEEP_TIMEOUT, found).await;
-            let elapsed = started.elapsed();
-            tracing::debug!(answered, ?elapsed, "sweep finished");
-            if let Some(trace) = trace {
-                let _ = trace.send(Trace::SweepFinished { answered, elapsed });
-            }
-            let _ = done_tx.send(());
-        }));
-    }
 }
 
-/// The portal id in a simple-upnpd USN (`uuid:com.victronenergy.ccgx.C0:61:9A:B0:D0:E1::...`).
-pub fn portal_from_usn(usn: &str) -> Option<String> {
-    let rest = usn.split("com.victronenergy.ccgx.").nth(1)?;
-    let udn = rest.split("::").next()?;
-    let portal: String = udn.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
-    crate::config::validate_portal_id(&portal).ok().map(|_| portal)
-}
-
-fn spawn_receiver(
-    sockets: std::sync::Arc<ssdp::Sockets>,
-    index: Option<usize>,
-    tx: mpsc::UnboundedSender<(Announcement, IpAddr)>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let socket = match index {
-            Some(i) => &sockets.search[i].1,
-            None => sockets.notify.as_ref().expect("checked by the caller"),
-        };
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            if let Some(announcement) = ssdp::parse_message(&buf[..n]) {
-                if tx.send((announcement, from.ip())).is_err() {
-                    return;
-                }
-            }
-        }
-    })
-}
-
-/// The configured host as a candidate (names are resolved once, at start).
+/// Turns the configured host into a candidate. A host name is resolved once, at start.
 async fn configured_candidate(config: &DiscoveryConfig) -> Option<Candidate> {
     let host = config.host.as_ref()?;
     let ip = match host.host.parse::<IpAddr>() {
@@ -587,16 +388,4 @@ async fn configured_candidate(config: &DiscoveryConfig) -> Option<Candidate> {
     candidate.port = host.port;
     candidate.evidence = Some("configured GX address".into());
     Some(candidate)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn portal_id_from_usn() {
-        let usn = "uuid:com.victronenergy.ccgx.C0:61:9A:B0:D0:E1::urn:schemas-upnp-org:device:Basic:1";
-        assert_eq!(portal_from_usn(usn).as_deref(), Some("c0619ab0d0e1"));
-        assert_eq!(portal_from_usn("uuid:1234::upnp:rootdevice"), None);
-    }
 }

@@ -10,10 +10,13 @@
 //!       └─────────────┴──────────── with backoff ◄────────────┘
 //! ```
 //!
-//! The four states that need the user hold until the cause is gone: the host is checked
-//! again on a timer (a rejected login at most once per `auth_retry`), and an SSDP
-//! announcement of the same GX (simple-upnpd restarts when MQTT access is switched)
-//! triggers a check at once.
+//! The four states that need the user hold until the cause is gone. The host is checked
+//! again on a timer, a rejected login at most once per `auth_retry`. An SSDP announcement
+//! of the same GX triggers a check at once, because simple-upnpd restarts when MQTT
+//! access is switched.
+
+mod link;
+mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -23,7 +26,7 @@ use super::adoption::Adoption;
 use super::candidate::{Candidate, Method, Outcome};
 use super::messages;
 use super::policy::ScanMode;
-use super::{DiscoveryEvent, GxEndpoint, GxSeen, LinkReport};
+use super::{DiscoveryEvent, GxEndpoint, GxSeen};
 use crate::gx::tls::Fingerprint;
 use crate::status::BridgeStatus;
 
@@ -45,14 +48,17 @@ pub struct MachineConfig {
     pub retry: (Duration, Duration),
 }
 
-/// What the runner must do.
+/// An instruction for the runner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Emit(DiscoveryEvent),
     /// Store the adoption (new GX, or a new address of the adopted one).
     Persist(Adoption),
     /// Pin this certificate for the portal id (trust on first use).
-    Pin { portal_id: String, fingerprint: Fingerprint },
+    Pin {
+        portal_id: String,
+        fingerprint: Fingerprint,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,7 +160,7 @@ impl Machine {
         self.adopted.as_ref()
     }
 
-    /// What the scanners may do now.
+    /// Returns the scan mode that the current phase allows.
     pub fn scan_mode(&self) -> ScanMode {
         if !self.config.scan {
             return ScanMode::Off;
@@ -170,10 +176,7 @@ impl Machine {
     /// The portal id a GX must have to be used: the one the user named, else the
     /// adopted one. `None` before the first adoption.
     fn target_portal(&self) -> Option<&str> {
-        self.config
-            .wanted
-            .as_deref()
-            .or(self.adopted.as_ref().map(|a| a.portal_id.as_str()))
+        self.config.wanted.as_deref().or(self.adopted.as_ref().map(|a| a.portal_id.as_str()))
     }
 
     fn queue_cached(&mut self, now: Instant) {
@@ -185,7 +188,8 @@ impl Machine {
         candidate.portal_hint = Some(adopted.portal_id.clone());
         candidate.model.clone_from(&adopted.model);
         candidate.firmware.clone_from(&adopted.firmware);
-        candidate.evidence = Some("adopted GX's last address".into());
+        // No evidence: the address may belong to another device by now, so closed ports
+        // there say nothing about the GX.
         self.retry_at.remove(&adopted.host);
         self.push(candidate, now);
     }
@@ -202,10 +206,8 @@ impl Machine {
 
         // While connected or waiting for the user, only the adopted GX's own
         // announcements (and the held host) are acted on; other GX devices are reported.
-        let hint_is_target = merged
-            .portal_hint
-            .as_deref()
-            .is_some_and(|p| Some(p) == self.target_portal());
+        let hint_is_target =
+            merged.portal_hint.as_deref().is_some_and(|p| Some(p) == self.target_portal());
         match &self.phase {
             Phase::Connected(endpoint) | Phase::Connecting(endpoint) => {
                 if let Some(portal) = &candidate.portal_hint {
@@ -215,8 +217,10 @@ impl Machine {
                 }
                 return actions;
             }
-            Phase::MqttDisabled(held) | Phase::AuthRequired(held) | Phase::TlsUntrusted(held) => {
-                let held = *held;
+            Phase::MqttDisabled(held_host)
+            | Phase::AuthRequired(held_host)
+            | Phase::TlsUntrusted(held_host) => {
+                let held = *held_host;
                 let switched_on = host == held && candidate.mqtt_on_lan == Some(true);
                 if switched_on && matches!(self.phase, Phase::MqttDisabled(_)) {
                     self.retry_at.remove(&host);
@@ -269,8 +273,7 @@ impl Machine {
     /// validation runs at a time.
     pub fn next_validation(&mut self, now: Instant) -> (Option<Candidate>, Vec<Action>) {
         let mut actions = Vec::new();
-        if matches!(self.phase, Phase::Validating(_) | Phase::Connecting(_) | Phase::Connected(_))
-        {
+        if matches!(self.phase, Phase::Validating(_) | Phase::Connecting(_) | Phase::Connected(_)) {
             return (None, actions);
         }
         let position = self.queue.iter().position(|c| self.may_validate(c, now));
@@ -291,14 +294,16 @@ impl Machine {
         }
         // FlashMQ delays rejections by 1-6 s and rate-limits unknown passwords, so a
         // host that rejected our login is never asked again within `auth_retry`.
-        !self
-            .rejected_at
-            .get(&candidate.host)
-            .is_some_and(|at| now < *at + self.config.auth_retry)
+        self.rejected_at.get(&candidate.host).is_none_or(|at| now >= *at + self.config.auth_retry)
     }
 
     /// Takes the result of a validation started by `next_validation`.
-    pub fn on_outcome(&mut self, candidate: &Candidate, outcome: Outcome, now: Instant) -> Vec<Action> {
+    pub fn on_outcome(
+        &mut self,
+        candidate: &Candidate,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         let host = candidate.host;
         if let Some(known) = self.known.get_mut(&host) {
@@ -309,6 +314,7 @@ impl Machine {
         self.phase = resume;
 
         let has_evidence = info.evidence.is_some() || info.portal_hint.is_some();
+        let closed_means_off = info.evidence.is_some() || info.mqtt_on_lan == Some(false);
         let hint_is_other = match (info.portal_hint.as_deref(), self.target_portal()) {
             (Some(hint), Some(target)) => hint != target,
             _ => false,
@@ -343,7 +349,7 @@ impl Machine {
                 }
             }
             Outcome::PortsClosed => {
-                if has_evidence && !hint_is_other && self.may_hold() {
+                if closed_means_off && !hint_is_other && self.may_hold() {
                     tracing::warn!(%host, evidence = info.evidence.as_deref().unwrap_or("portal id"),
                         "a GX with MQTT ports 1883 and 8883 closed: MQTT access is off");
                     self.phase = Phase::MqttDisabled(host);
@@ -373,7 +379,8 @@ impl Machine {
         actions
     }
 
-    /// A hold state may replace searching or another hold, never a working link.
+    /// Returns whether a hold state may replace the current phase: searching or another
+    /// hold, never a working link.
     fn may_hold(&self) -> bool {
         !matches!(self.phase, Phase::Connected(_) | Phase::Connecting(_))
     }
@@ -458,7 +465,13 @@ impl Machine {
         actions.push(Action::Emit(DiscoveryEvent::Use(endpoint)));
     }
 
-    fn note_other(&mut self, info: &Candidate, portal_id: &str, confirmed: bool, actions: &mut Vec<Action>) {
+    fn note_other(
+        &mut self,
+        info: &Candidate,
+        portal_id: &str,
+        confirmed: bool,
+        actions: &mut Vec<Action>,
+    ) {
         let seen = GxSeen {
             portal_id: portal_id.to_string(),
             host: info.host,
@@ -471,8 +484,7 @@ impl Machine {
             tracing::info!(host = %info.host, portal_id, confirmed,
                 "another GX is on the network; it is not the adopted one and will not be used");
         }
-        let changed = previous
-            .is_none_or(|p| p.host != seen.host || (confirmed && !p.confirmed));
+        let changed = previous.is_none_or(|p| p.host != seen.host || (confirmed && !p.confirmed));
         if changed {
             let confirmed = confirmed || previous.is_some_and(|p| p.confirmed);
             self.others.insert(portal_id.to_string(), GxSeen { confirmed, ..seen });
@@ -489,173 +501,11 @@ impl Machine {
             self.use_endpoint(pending.endpoint, pending.fingerprint, actions);
             return;
         }
-        tracing::warn!(count = self.unadopted.len(), "several GX devices and none adopted; waiting for the option portal_id");
+        tracing::warn!(
+            count = self.unadopted.len(),
+            "several GX devices and none adopted; waiting for the option portal_id"
+        );
         self.phase = Phase::MultipleGx;
         self.emit_status(actions);
-    }
-
-    /// Advances timers: adoption after the settle window, checks of held hosts, and
-    /// tries of the last known address while searching.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
-        if matches!(self.phase, Phase::Validating(_)) {
-            return actions;
-        }
-
-        if self.phase == Phase::Searching && !self.unadopted.is_empty() {
-            let first = self.first_gx_at.unwrap_or(now);
-            let queue_done = !self.queue.iter().any(|c| self.may_validate(c, now));
-            let waited = now >= first + self.config.settle;
-            let waited_long = now >= first + self.config.settle * 4;
-            if (waited && queue_done) || waited_long {
-                self.settle(&mut actions);
-                return actions;
-            }
-        }
-
-        if let Some(at) = self.hold_retry_at {
-            if now >= at {
-                let held = match self.phase {
-                    Phase::MqttDisabled(h) | Phase::AuthRequired(h) | Phase::TlsUntrusted(h) => Some(h),
-                    _ => None,
-                };
-                self.hold_retry_at = None;
-                if let Some(host) = held {
-                    let candidate = self.known.get(&host).cloned().unwrap_or_else(|| Candidate::new(host, Method::Cached));
-                    self.retry_at.remove(&host);
-                    self.push(candidate, now);
-                    let wait = match self.phase {
-                        Phase::AuthRequired(_) => self.config.auth_retry,
-                        Phase::TlsUntrusted(_) => Duration::from_secs(300),
-                        _ => self.config.recheck,
-                    };
-                    self.hold_retry_at = Some(now + wait);
-                }
-            }
-        }
-
-        if self.phase == Phase::Searching {
-            if let Some((at, tries)) = self.cached_retry {
-                if now >= at {
-                    self.queue_cached(now);
-                    let delay = self.retry_delay(tries + 1);
-                    self.cached_retry = Some((now + delay, tries + 1));
-                }
-            }
-        }
-        actions
-    }
-
-    fn retry_delay(&self, tries: u32) -> Duration {
-        let (first, max) = self.config.retry;
-        first.saturating_mul(1u32 << tries.min(16)).min(max)
-    }
-
-    /// Takes a report from the GX link.
-    pub fn on_link(&mut self, report: LinkReport, now: Instant) -> Vec<Action> {
-        let mut actions = Vec::new();
-        match report {
-            LinkReport::Connected(endpoint) => {
-                let adoption = Adoption::from_endpoint(&endpoint);
-                if self.adopted.as_ref() != Some(&adoption) {
-                    actions.push(Action::Persist(adoption.clone()));
-                    self.adopted = Some(adoption);
-                }
-                self.phase = Phase::Connected(endpoint);
-                self.resume = Phase::Searching;
-                self.queue.clear();
-            }
-            LinkReport::Lost => {
-                let last = self.adopted.as_ref().map(|a| a.host);
-                tracing::info!(last = ?last, "the GX link was lost; searching again, last address first");
-                self.phase = Phase::Searching;
-                self.resume = Phase::Searching;
-                self.queue_cached(now);
-                self.cached_retry = Some((now + self.retry_delay(0), 0));
-                self.emit_status(&mut actions);
-            }
-            LinkReport::AuthFailed => {
-                if let Some(host) = self.current_host() {
-                    self.rejected_at.insert(host, now);
-                    self.phase = Phase::AuthRequired(host);
-                    self.hold_retry_at = Some(now + self.config.auth_retry);
-                    self.emit_status(&mut actions);
-                }
-            }
-            LinkReport::TlsUntrusted => {
-                if let Some(host) = self.current_host() {
-                    self.phase = Phase::TlsUntrusted(host);
-                    self.hold_retry_at = Some(now + Duration::from_secs(300));
-                    self.emit_status(&mut actions);
-                }
-            }
-        }
-        actions
-    }
-
-    fn current_host(&self) -> Option<IpAddr> {
-        match &self.phase {
-            Phase::Connected(e) | Phase::Connecting(e) => Some(e.host),
-            _ => self.adopted.as_ref().map(|a| a.host),
-        }
-    }
-
-    /// The status for the current phase, with the sentence for the user.
-    pub fn status(&self) -> Option<(BridgeStatus, String)> {
-        let info = |host: &IpAddr| self.known.get(host);
-        let model = |host: &IpAddr| info(host).and_then(|c| c.model.clone());
-        let portal = |host: &IpAddr| {
-            info(host)
-                .and_then(|c| c.portal_hint.clone())
-                .or_else(|| self.adopted.as_ref().filter(|a| a.host == *host).map(|a| a.portal_id.clone()))
-        };
-        match &self.phase {
-            Phase::Searching => {
-                let detail = match self.target_portal() {
-                    Some(portal) => {
-                        let last = self.adopted.as_ref().filter(|a| a.portal_id == portal).map(|a| a.host);
-                        messages::searching_for(portal, last)
-                    }
-                    None => messages::searching(self.config.scan),
-                };
-                Some((BridgeStatus::Searching, detail))
-            }
-            Phase::Validating(host) => Some((BridgeStatus::Validating, messages::validating(*host))),
-            Phase::Connecting(_) | Phase::Connected(_) => None,
-            Phase::MqttDisabled(host) => Some((
-                BridgeStatus::MqttDisabled,
-                messages::mqtt_disabled(*host, model(host).as_deref(), portal(host).as_deref()),
-            )),
-            Phase::AuthRequired(host) => Some((
-                BridgeStatus::AuthRequired,
-                messages::auth_required(
-                    *host,
-                    model(host).as_deref(),
-                    portal(host).as_deref(),
-                    self.config.password_given,
-                ),
-            )),
-            Phase::TlsUntrusted(host) => Some((
-                BridgeStatus::TlsUntrusted,
-                messages::tls_untrusted(*host, portal(host).as_deref().unwrap_or("unknown")),
-            )),
-            Phase::MultipleGx => {
-                Some((BridgeStatus::MultipleGx, messages::multiple_gx(&self.unadopted())))
-            }
-        }
-    }
-
-    /// The GX devices listed by `multiple_gx`.
-    pub fn unadopted(&self) -> Vec<GxSeen> {
-        self.unadopted.values().map(|p| p.seen.clone()).collect()
-    }
-
-    fn emit_status(&mut self, actions: &mut Vec<Action>) {
-        let Some(status) = self.status() else { return };
-        if self.last_status.as_ref() == Some(&status) {
-            return;
-        }
-        self.last_status = Some(status.clone());
-        actions.push(Action::Emit(DiscoveryEvent::Status { status: status.0, detail: status.1 }));
     }
 }
