@@ -6,7 +6,6 @@
 //! never container bridges. All scanners together send at most 20 packets per second,
 //! and after the first hour of searching at most one sweep starts every 10 minutes.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -151,54 +150,72 @@ impl Default for SweepSchedule {
 
 /// A sliding-window limit on scan packets: within any window of one second, the
 /// packets granted never add up to more than `limit`. Each scanner requests the packets
-/// an action will cause (a TCP connect is a SYN plus the closing segments, an unknown
-/// address adds the kernel's ARP requests) and waits until they are granted.
+/// an action will cause, each at the time it will be sent: a TCP connect is a SYN plus
+/// the closing segments now, and an unknown address adds the kernel's ARP requests now,
+/// one second later and two seconds later. The scanner waits until they are granted.
 #[derive(Debug, Clone)]
 pub struct PacketBudget {
     limit: f64,
     window: Duration,
-    granted: VecDeque<(Instant, f64)>,
-    in_window: f64,
+    /// Granted packets by the time they are (or will be) sent, sorted by time.
+    scheduled: Vec<(Instant, f64)>,
 }
+
+/// How long a rejected request waits before it asks again.
+const RETRY: Duration = Duration::from_millis(20);
 
 impl PacketBudget {
     /// At most `limit` packets per `window`.
     pub fn new(limit: f64, window: Duration) -> PacketBudget {
-        PacketBudget { limit, window, granted: VecDeque::new(), in_window: 0.0 }
+        PacketBudget { limit, window, scheduled: Vec::new() }
     }
 
-    fn expire(&mut self, now: Instant) {
-        while let Some((at, packets)) = self.granted.front().copied() {
-            if now.saturating_duration_since(at) < self.window {
-                break;
-            }
-            self.granted.pop_front();
-            self.in_window -= packets;
-        }
-        if self.granted.is_empty() {
-            self.in_window = 0.0;
-        }
-    }
-
-    /// Grants `packets` if they fit in the window ending at `now`, or if the window is
-    /// empty (an action larger than the limit then has the window to itself). Otherwise
-    /// returns how long to wait before asking again.
+    /// Grants `packets` sent now; see [`PacketBudget::try_take_parts`].
     pub fn try_take(&mut self, packets: f64, now: Instant) -> Result<(), Duration> {
-        self.expire(now);
-        let excess = self.in_window + packets - self.limit;
-        if excess <= 1e-9 || self.granted.is_empty() {
-            self.granted.push_back((now, packets));
-            self.in_window += packets;
-            return Ok(());
+        self.try_take_parts(&[(Duration::ZERO, packets)], now)
+    }
+
+    /// Grants packets sent at `now + offset` for each part, if every window of
+    /// `window` that contains one of them stays within the limit. A request larger
+    /// than the limit is granted when nothing else is scheduled within one window of it,
+    /// so it has its windows to itself. Otherwise returns how long to wait.
+    pub fn try_take_parts(&mut self, parts: &[(Duration, f64)], now: Instant) -> Result<(), Duration> {
+        let window = self.window;
+        self.scheduled.retain(|(at, _)| *at + window > now);
+        let new: Vec<(Instant, f64)> = parts.iter().map(|(offset, n)| (now + *offset, *n)).collect();
+        let first = new.iter().map(|(at, _)| *at).min().unwrap_or(now);
+        let last = new.iter().map(|(at, _)| *at).max().unwrap_or(now);
+
+        let oversize = new.iter().map(|(_, n)| n).sum::<f64>() > self.limit;
+        let fits = if oversize {
+            !self.scheduled.iter().any(|(at, _)| *at + window > first && *at < last + window)
+        } else {
+            self.windows_fit(&new)
+        };
+        if !fits {
+            return Err(RETRY);
         }
-        let mut freed = 0.0;
-        for (at, granted) in &self.granted {
-            freed += granted;
-            if freed >= excess - 1e-9 {
-                return Err((*at + self.window).saturating_duration_since(now));
+        self.scheduled.extend(new);
+        self.scheduled.sort_by_key(|(at, _)| *at);
+        Ok(())
+    }
+
+    /// True when every window that contains a new part holds at most `limit` packets.
+    /// The fullest window can always be moved to start at a packet, so only windows
+    /// starting at a scheduled or new packet are checked.
+    fn windows_fit(&self, new: &[(Instant, f64)]) -> bool {
+        let all: Vec<(Instant, f64)> = self.scheduled.iter().chain(new.iter()).copied().collect();
+        for (start, _) in &all {
+            let end = *start + self.window;
+            if !new.iter().any(|(at, _)| at >= start && *at < end) {
+                continue;
+            }
+            let sum: f64 = all.iter().filter(|(at, _)| at >= start && *at < end).map(|(_, n)| n).sum();
+            if sum > self.limit + 1e-9 {
+                return false;
             }
         }
-        Err(self.window)
+        true
     }
 }
 
@@ -296,16 +313,37 @@ mod tests {
     }
 
     #[test]
-    fn budget_wait_points_to_expiry() {
+    fn budget_waits_for_expiry() {
         let t0 = Instant::now();
         let mut budget = PacketBudget::new(10.0, Duration::from_secs(1));
         assert!(budget.try_take(6.0, t0).is_ok());
         assert!(budget.try_take(4.0, t0 + Duration::from_millis(300)).is_ok());
-        let wait = budget.try_take(5.0, t0 + Duration::from_millis(500)).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(500));
+        assert!(budget.try_take(5.0, t0 + Duration::from_millis(500)).is_err());
+        assert!(budget.try_take(5.0, t0 + Duration::from_millis(999)).is_err());
         assert!(budget.try_take(5.0, t0 + Duration::from_millis(1000)).is_ok());
-        let later = t0 + Duration::from_secs(3);
+
+        let later = t0 + Duration::from_secs(5);
         assert!(budget.try_take(16.0, later).is_ok(), "an empty window grants more than the limit");
-        assert_eq!(budget.try_take(1.0, later).unwrap_err(), Duration::from_secs(1));
+        assert!(budget.try_take(1.0, later + Duration::from_millis(999)).is_err());
+        assert!(budget.try_take(1.0, later + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn budget_counts_future_arp_retries() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let arp = [(Duration::ZERO, 2.0), (second, 1.0), (second * 2, 1.0)];
+        let mut budget = PacketBudget::new(16.0, second);
+        // Eight unknown addresses now: 16 packets now, 8 in one second, 8 in two.
+        for _ in 0..8 {
+            assert!(budget.try_take_parts(&arp, t0).is_ok());
+        }
+        assert!(budget.try_take_parts(&arp, t0).is_err(), "the window now is full");
+
+        // A validation of 16 packets must wait until the retries two seconds out are sent.
+        let validation = [(Duration::ZERO, 16.0)];
+        assert!(budget.try_take_parts(&validation, t0 + Duration::from_millis(1500)).is_err());
+        assert!(budget.try_take_parts(&validation, t0 + Duration::from_millis(2999)).is_err());
+        assert!(budget.try_take_parts(&validation, t0 + Duration::from_secs(3)).is_ok());
     }
 }

@@ -19,8 +19,11 @@ use crate::config::{GX_PORT_PLAIN, GX_PORT_TLS};
 
 /// Packets one TCP connect costs: SYN, then ACK + RST or the peer's RST.
 pub const CONNECT_PACKETS: f64 = 2.0;
-/// ARP requests the kernel sends for an address it does not know yet.
-pub const ARP_PACKETS: f64 = 3.0;
+/// Packets for a first connect to an address the kernel does not know yet: an ARP
+/// request and the SYN now, and ARP retries after one and two seconds when nobody
+/// replies (Linux `mcast_solicit` 3, `retrans_time_ms` 1000).
+pub const UNKNOWN_ADDRESS_PACKETS: [(Duration, f64); 3] =
+    [(Duration::ZERO, 2.0), (Duration::from_secs(1), 1.0), (Duration::from_secs(2), 1.0)];
 /// How many hosts are probed at once. With the connect timeout this bounds the sweep
 /// speed from above; the budget bounds it from below.
 const PARALLEL: usize = 8;
@@ -43,15 +46,20 @@ impl Budget {
         }
     }
 
-    /// Waits until `packets` may be sent.
+    /// Waits until `packets` may be sent now.
     pub async fn take(&self, packets: f64) {
+        self.take_parts(&[(Duration::ZERO, packets)]).await;
+    }
+
+    /// Waits until packets sent at each `(offset, count)` from now may be sent.
+    pub async fn take_parts(&self, parts: &[(Duration, f64)]) {
         let _turn = self.turn.lock().await;
         loop {
             let result = self
                 .window
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .try_take(packets, Instant::now());
+                .try_take_parts(parts, Instant::now());
             match result {
                 Ok(()) => return,
                 Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(5))).await,
@@ -101,8 +109,11 @@ pub async fn probe_host(
     timeout: Duration,
 ) -> HostPorts {
     let ip_addr = IpAddr::V4(ip);
-    let first_cost = if known { CONNECT_PACKETS } else { ARP_PACKETS + 1.0 };
-    budget.take(first_cost).await;
+    if known {
+        budget.take(CONNECT_PACKETS).await;
+    } else {
+        budget.take_parts(&UNKNOWN_ADDRESS_PACKETS).await;
+    }
     let plain = probe_port(ip_addr, GX_PORT_PLAIN, timeout).await;
 
     let present = plain != PortState::Silent || super::arp::read().iter().any(|n| n.ip == ip);

@@ -189,7 +189,7 @@ impl Machine {
         candidate.model.clone_from(&adopted.model);
         candidate.firmware.clone_from(&adopted.firmware);
         // No evidence: the address may belong to another device by now, so closed ports
-        // there say nothing about the GX.
+        // there are no sign of the GX's settings.
         self.retry_at.remove(&adopted.host);
         self.push(candidate, now);
     }
