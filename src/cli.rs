@@ -35,6 +35,11 @@ pub enum Command {
     Health(commands::health::HealthArgs),
     /// Print the entity catalogue as Markdown (the source of docs/ENTITIES.md).
     Entities(commands::entities::EntitiesArgs),
+    /// Search the LAN for the GX once and print what was found and decided.
+    Discover(Box<commands::discover::DiscoverArgs>),
+    /// Run the simulated GX's LAN presence: SSDP, web page, HTTPS, Modbus, mDNS (tests).
+    #[command(hide = true)]
+    SimLan(crate::sim::lan::SimLanArgs),
 }
 
 /// Log verbosity, from most to least detailed.
@@ -156,5 +161,7 @@ pub fn main() -> i32 {
         Command::Adopt(args) => commands::adopt::main(args),
         Command::Health(args) => commands::health::main(args),
         Command::Entities(args) => commands::entities::main(args),
+        Command::Discover(args) => commands::discover::main(*args),
+        Command::SimLan(args) => commands::sim_lan::main(args),
     }
 }

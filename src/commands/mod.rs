@@ -2,10 +2,12 @@
 
 pub mod adopt;
 pub mod demo;
+pub mod discover;
 pub mod entities;
 pub mod forget;
 pub mod health;
 pub mod run;
+pub mod sim_lan;
 pub mod simulate;
 
 use std::path::{Path, PathBuf};
