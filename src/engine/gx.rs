@@ -193,6 +193,7 @@ impl Engine {
         let actions = self.session.disconnected();
         self.perform(actions, now);
         self.stats.gx_reconnects += u64::from(was_up);
+        self.lan_link_down(&error, now);
 
         match error {
             LinkError::Auth => {
@@ -216,7 +217,7 @@ impl Engine {
             }
             // A GX that delivered data before (this run, or stored capabilities) and now
             // refuses is most likely rebooting; only a GX never seen gets this advice.
-            LinkError::Refused if !was_up && self.discovery.is_none() && self.model.capabilities().is_empty() => {
+            LinkError::Refused if !was_up && self.lan.is_none() && self.model.capabilities().is_empty() => {
                 self.set_status(
                     BridgeStatus::MqttDisabled,
                     format!(
@@ -279,6 +280,13 @@ impl Engine {
 
     fn on_portal(&mut self, portal: String) {
         tracing::info!(gx = %self.gx_label(), portal_id = %portal, "GX identified; requesting a full publish");
+        if self.last_portal.as_ref().is_some_and(|last| *last != portal) {
+            // Another GX was adopted: its devices are new; entity ids stay the same.
+            tracing::info!(old = ?self.last_portal, new = %portal, "a different GX; forgetting the old GX's devices");
+            let changes = self.model.clear_gx(super::Engine::unix_now());
+            self.apply(changes, Instant::now());
+        }
+        self.last_portal = Some(portal.clone());
         self.status.set_gx(None, Some(portal.clone()));
         if let Some(target) = self.gx_target.clone() {
             if target.tls {
@@ -310,6 +318,7 @@ impl Engine {
 
     fn gx_came_online(&mut self, now: Instant) {
         self.gx_online = true;
+        self.lan_link_up();
         self.publish_retained(gx_topic(), b"online".to_vec());
         // Every state must now be the GX's current value, whatever the throttle published
         // before the gap.
@@ -360,16 +369,5 @@ fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((i, _)) => &text[..i],
         None => text,
-    }
-}
-
-impl Engine {
-    /// Finds the GX on the LAN (no host configured).
-    /// TODO: wire the discovery module; until then the bridge waits for a configured host.
-    pub fn start_discovery(&mut self) {
-        self.set_status(
-            BridgeStatus::Searching,
-            "No GX host configured; searching the LAN is not available in this build. Set gx_host.",
-        );
     }
 }

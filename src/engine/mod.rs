@@ -7,6 +7,7 @@
 
 mod gx;
 mod ha;
+mod lan;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,7 +76,9 @@ pub struct Engine {
     gx_online: bool,
     gx_verifier: Option<Arc<PinningVerifier>>,
     /// Running LAN discovery, when no GX host is configured.
-    discovery: Option<()>,
+    lan: Option<lan::Lan>,
+    /// Portal id of the GX this process last connected to.
+    last_portal: Option<String>,
     ha: Link,
     ha_config: LinkConfig,
     ha_connected: bool,
@@ -128,7 +131,8 @@ impl Engine {
             gx_target: None,
             gx_online: false,
             gx_verifier: None,
-            discovery: None,
+            lan: None,
+            last_portal: None,
             ha_broker_label: ha_config.address(),
             ha,
             ha_config,
@@ -183,6 +187,7 @@ impl Engine {
                     None => break,
                 },
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
+                event = lan::recv(&mut self.lan) => self.on_discovery_event(event),
                 event = gx::recv(&mut self.gx) => {
                     self.on_gx_event(event);
                     for _ in 0..BATCH {
@@ -226,6 +231,7 @@ impl Engine {
         self.next_tick = now + self.timings.tick;
         let actions = self.session.tick(now);
         self.perform(actions, now);
+        self.lan_tick(now);
 
         for (index, state) in self.throttle.due(now) {
             self.publish_state(EntityId(index), &state);
