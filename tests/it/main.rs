@@ -12,6 +12,7 @@ mod bad_input;
 mod captures;
 mod docs;
 mod gx_tls;
+mod ignore_victron_gx;
 mod keepalive;
 mod sim_broker;
 mod sim_captures;
