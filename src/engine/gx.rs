@@ -328,6 +328,9 @@ impl Engine {
         let portal = self.session.portal().unwrap_or("?").to_string();
         self.set_status(BridgeStatus::Connected, format!("Connected to the GX {portal} at {label}."));
         self.publish_status();
+        if let (Some(task), Some(portal)) = (&self.victron_gx, self.session.portal()) {
+            task.gx_adopted(portal);
+        }
     }
 
     fn gx_went_offline(&mut self, reason: &'static str) {

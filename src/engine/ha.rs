@@ -37,6 +37,9 @@ impl Engine {
             LinkEvent::Message { topic, payload } => {
                 if topic.ends_with("/status") && payload.payload.as_ref() == b"online" {
                     self.notifier.refresh();
+                    if let Some(task) = &self.victron_gx {
+                        task.core_restarted();
+                    }
                     let (low, high) = self.timings.birth_delay;
                     let delay = rand::rng().random_range(low.as_secs_f64()..=high.as_secs_f64().max(low.as_secs_f64()));
                     self.birth_republish_at = Some(now + Duration::from_secs_f64(delay));

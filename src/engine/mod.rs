@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::gx::session::Session;
 use crate::gx::tls::PinningVerifier;
 use crate::ha::notify::Notifier;
+use crate::ha::victron_gx;
 use crate::health::HealthReporter;
 use crate::model::normalise::{Changes, Normaliser};
 use crate::model::registry::{EntityId, Registry};
@@ -85,6 +86,9 @@ pub struct Engine {
     ha_broker_label: String,
     supervisor: Option<Supervisor>,
     notifier: Notifier,
+    /// Task that ignores Home Assistant's own discovery of our GX, present only under a
+    /// Supervisor.
+    victron_gx: Option<victron_gx::Handle>,
     health: HealthReporter,
     health_published: Option<Instant>,
     internal_tx: mpsc::Sender<Internal>,
@@ -119,6 +123,8 @@ impl Engine {
         let model = Normaliser::new(registry);
         let ha = crate::mqtt::spawn(ha_config.clone(), 4096, 256);
         let notifier = Notifier::spawn(supervisor.clone(), timings.reconnect);
+        let schedule = victron_gx::Schedule::scaled(settings.time_scale);
+        let victron_gx = supervisor.clone().map(|s| victron_gx::spawn_with(s, schedule));
         let (internal_tx, internal_rx) = mpsc::channel(8);
         let mut engine = Engine {
             status: status::BridgeState::new(&settings),
@@ -139,6 +145,7 @@ impl Engine {
             ha_connected: false,
             supervisor,
             notifier,
+            victron_gx,
             health,
             health_published: None,
             internal_tx,

@@ -13,6 +13,7 @@ mod captures;
 mod docs;
 mod engine_tick;
 mod gx_tls;
+mod ignore_victron_gx;
 mod keepalive;
 mod sim_broker;
 mod sim_captures;
