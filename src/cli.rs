@@ -78,6 +78,12 @@ pub struct RunArgs {
           default_missing_value = "true")]
     pub gx_tls: Option<bool>,
 
+    /// Trust the GX's TLS certificate as it is now, once: a factory reset gives the GX a
+    /// new certificate, which the bridge otherwise rejects (`tls_untrusted`). Takes effect
+    /// when switched on; leaving it on does not re-trust later changes [default: false].
+    #[arg(long, env = "ROAMCORE_GX_TRUST_NEW_CERTIFICATE", value_name = "BOOL")]
+    pub gx_trust_new_certificate: Option<bool>,
+
     /// Portal id of the GX to adopt (12 hex digits). Needed when several GX devices are
     /// visible, and to replace an adopted GX.
     #[arg(long, env = "ROAMCORE_PORTAL_ID", value_name = "ID")]

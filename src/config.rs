@@ -153,6 +153,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub log_level: LogLevel,
     pub forget_after_days: u32,
+    /// Forget pinned GX certificates once, when this option is switched on (a reset GX
+    /// has a new certificate).
+    pub trust_new_certificate: bool,
     pub throttle: bool,
     pub time_scale: f64,
     /// Problems found in the options file, already described for the user.
@@ -304,6 +307,10 @@ pub fn merge(args: &RunArgs, supervised: bool) -> Settings {
             .forget_after_days
             .or_else(|| file.uint("forget_after_days"))
             .unwrap_or(0),
+        trust_new_certificate: args
+            .gx_trust_new_certificate
+            .or_else(|| file.boolean("gx_trust_new_certificate"))
+            .unwrap_or(false),
         throttle: !args.no_throttle,
         time_scale: args.time_scale.unwrap_or(1.0),
         config_errors: Vec::new(),
@@ -333,6 +340,7 @@ pub const OPTION_KEYS: &[&str] = &[
     "gx_tls",
     "gx_username",
     "gx_password",
+    "gx_trust_new_certificate",
     "portal_id",
     "scan",
     "scan_subnets",

@@ -35,6 +35,14 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
         tracing::warn!(dir = %settings.data_dir.display(), error = %e, "cannot create the data directory; nothing will be remembered across restarts");
     }
 
+    let mut settings = settings;
+    if settings.portal_id.is_none() {
+        settings.portal_id = super::adopt::pending(&settings.data_dir);
+        if let Some(portal) = &settings.portal_id {
+            tracing::info!(portal_id = %portal, "adopting the GX requested with `roamcore-victron adopt`");
+        }
+    }
+    apply_trust_new_certificate(&settings);
     let pid_file = settings.data_dir.join(super::PID_FILE);
     let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
     if settings.forget_after_days > 0 {
@@ -84,6 +92,33 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stopped");
     0
+}
+
+/// Marker file: the `gx_trust_new_certificate` option was already acted on.
+const TRUSTED_MARKER: &str = "trust_new_certificate.done";
+
+/// Forgets the pinned GX certificates once per switch-on of `gx_trust_new_certificate`:
+/// a marker in the data directory remembers that it happened, and switching the option
+/// off removes the marker.
+fn apply_trust_new_certificate(settings: &Settings) {
+    let marker = settings.data_dir.join(TRUSTED_MARKER);
+    if !settings.trust_new_certificate {
+        let _ = std::fs::remove_file(&marker);
+        return;
+    }
+    if marker.exists() {
+        return;
+    }
+    match crate::gx::tls::PinStore::open(&settings.data_dir).forget_all() {
+        Ok(count) => {
+            tracing::info!(
+                pins = count,
+                "forgot the pinned GX certificates as requested; the next TLS connection trusts the GX's current one. Switch gx_trust_new_certificate off again."
+            );
+            let _ = std::fs::write(&marker, b"");
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot forget the pinned GX certificates"),
+    }
 }
 
 fn log_start(settings: &Settings, supervised: bool) {

@@ -210,8 +210,9 @@ impl Engine {
                     BridgeStatus::TlsUntrusted,
                     format!(
                         "The GX at {label} presents a different TLS certificate than the one trusted before. \
-                         If the GX was reset or replaced, re-trust it (docs/USER.md, \"Re-pinning the GX certificate\"); \
-                         otherwise another device is answering at that address."
+                         If the GX was reset or replaced, switch on the option gx_trust_new_certificate once \
+                         (or run `roamcore-victron adopt <portal id> --repin`); otherwise another device is \
+                         answering at that address."
                     ),
                 );
             }

@@ -174,6 +174,17 @@ impl PinStore {
         Ok(true)
     }
 
+    /// Removes every pin (portal ids and addresses), so the next TLS connection pins the
+    /// certificate it sees. Returns how many were removed.
+    pub fn forget_all(&mut self) -> std::io::Result<usize> {
+        let count = self.pins.len();
+        if count > 0 {
+            self.pins.clear();
+            crate::store::write_json_atomic(&self.path, &self.pins)?;
+        }
+        Ok(count)
+    }
+
     /// Removes the pin of `portal_id` (after a GX reset), so the next TLS connection pins
     /// the new certificate.
     pub fn forget(&mut self, portal_id: &str) -> std::io::Result<bool> {

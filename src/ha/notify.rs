@@ -78,8 +78,8 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
                  trust it and stays disconnected.\n\n\
                  This is expected after a factory reset or a replacement of the GX. It can \
                  also mean that another device answers at the GX's address. If you reset or \
-                 replaced the GX, follow **GX certificate changed** in the add-on \
-                 documentation to accept the new certificate."
+                 replaced the GX, switch on the add-on option **Trust the GX's new \
+                 certificate** once and restart the add-on."
             ),
         ),
         BridgeStatus::MultipleGx => (

@@ -142,6 +142,7 @@ fn daemon_reads_every_option() {
     let options = json!({
         "gx_host": "127.0.0.1", "gx_port": closed_port, "gx_tls": true,
         "gx_username": "sentinel-user", "gx_password": "sentinel-password-31337",
+        "gx_trust_new_certificate": true,
         "portal_id": "c0ffee123456", "scan": false, "scan_subnets": ["10.99.0.0/24"],
         "scan_large_subnets": true, "discovery_prefix": "sentinelprefix",
         "forget_after_days": 17, "log_level": "debug",
