@@ -179,6 +179,15 @@ impl Lan {
     }
 }
 
+impl Lan {
+    /// Stops a process started with `spawn`.
+    pub fn stop(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Lan {
     fn drop(&mut self) {
         for child in &mut self.children {
