@@ -23,7 +23,7 @@ fn is_use_of(json: &serde_json::Value, portal: &str) -> bool {
     is_event(json, "use") && json["portal_id"] == portal
 }
 
-/// The method of the first candidate line for `host`.
+/// Returns the method of the first candidate line for `host`.
 fn first_method(discover: &Discover, host: Ipv4Addr) -> Option<String> {
     discover
         .seen
@@ -411,10 +411,9 @@ fn adopted_gx_found_at_new_address() {
     let mut lan = Lan::new(70);
     let daemon = lan.host("d", 10);
     let gx_host = lan.host("gx", 25);
-    let stranger = lan.host("other", 20);
-    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--web", "off"]);
     // The GX's old address now belongs to a device without MQTT.
-    let _ = &stranger;
+    let _stranger = lan.host("other", 20);
+    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--web", "off"]);
 
     // Adopted at .20 before the router handed out new addresses.
     let data = dir.path().join("data");
