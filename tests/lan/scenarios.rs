@@ -438,6 +438,10 @@ fn adopted_gx_found_at_new_address() {
 #[test]
 fn secured_gx_tls_pinned_then_untrusted() {
     skip_unless_lan!();
+    if !std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut lan = Lan::new(71);
     let daemon = lan.host("d", 10);
