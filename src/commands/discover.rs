@@ -183,6 +183,11 @@ async fn discover(args: DiscoverArgs) -> Result<i32, String> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    // Trace lines and events travel on separate channels: print the traces that are
+    // still queued, such as the outcome behind a final status.
+    while let Ok(trace) = traces.try_recv() {
+        print_trace(&args, started, &trace);
+    }
     Ok(code)
 }
 

@@ -18,6 +18,9 @@ use super::candidate::{Candidate, Method};
 pub const DEFAULT_NAMES: [&str; 2] = ["venus.local.", "venus-2.local."];
 
 /// A running mDNS daemon with its hostname queries.
+///
+/// NOTE: the daemon is recreated when the host's addresses change or a search starts,
+/// not periodically while a search finds nothing.
 pub struct Resolver {
     daemon: ServiceDaemon,
     names: Vec<String>,

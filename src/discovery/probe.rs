@@ -42,11 +42,13 @@ pub fn web_signature(response: &crate::http::Response) -> Option<&'static str> {
     let location = response.header("location").unwrap_or("");
     let body = response.text();
     if (300..400).contains(&response.status) {
-        if location.contains("/gui-v2") || location.contains("/gui-v1") {
-            return Some("web page redirects to the GX GUI");
-        }
+        // The login redirect carries the GUI path as its `page` parameter, so it is
+        // checked first.
         if location.contains("/auth/login.php") {
             return Some("web page redirects to the GX login page");
+        }
+        if location.contains("/gui-v2") || location.contains("/gui-v1") {
+            return Some("web page redirects to the GX GUI");
         }
         if location.contains("cert-explanation") {
             return Some("web page shows the GX certificate note");

@@ -13,7 +13,8 @@ fn response(status: u16, location: Option<&str>, body: &str) -> Response {
 fn web_signatures() {
     assert!(web_signature(&response(302, Some("/gui-v2"), "")).is_some());
     assert!(web_signature(&response(302, Some("http://192.168.1.20/gui-v1"), "")).is_some());
-    assert!(web_signature(&response(302, Some("/auth/login.php?page=/gui-v2"), "")).is_some());
+    let login = web_signature(&response(302, Some("/auth/login.php?page=/gui-v2"), ""));
+    assert_eq!(login, Some("web page redirects to the GX login page"));
     assert!(web_signature(&response(200, None, "<h1>GX device login</h1>")).is_some());
     assert!(web_signature(&response(200, None, "<title>Venus GX - SSL certifcate note</title>"))
         .is_some());

@@ -139,17 +139,21 @@ async fn handshake(
 
     let observed = verifier.as_ref().and_then(|v| v.observed());
     let pin_mismatch = matches!((pin, observed), (Some(p), Some(o)) if p != o);
+    // A certificate other than the pinned one fails the TLS handshake, which rumqttc
+    // reports as a plain connection error; the verifier tells the cause.
+    if pin_mismatch {
+        return Outcome::TlsUntrusted {
+            port,
+            portal_id: expected_portal.unwrap_or("unknown").to_string(),
+            fingerprint: observed,
+        };
+    }
     match result {
         Ok(Ok(Some(portal_id))) => {
             Outcome::Gx { portal_id, port, tls: use_tls, fingerprint: observed }
         }
         Ok(Ok(None)) => Outcome::NotGx { port },
         Ok(Err(Refusal::Login)) => Outcome::LoginRejected { port, tls: use_tls },
-        Ok(Err(Refusal::Other)) | Err(_) if pin_mismatch => Outcome::TlsUntrusted {
-            port,
-            portal_id: expected_portal.unwrap_or("unknown").to_string(),
-            fingerprint: observed,
-        },
         Ok(Err(Refusal::Other)) => Outcome::NotGx { port },
         Ok(Err(Refusal::NoConnack)) | Err(_) => Outcome::NoConnack { port },
     }

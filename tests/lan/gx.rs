@@ -47,6 +47,63 @@ pub fn broker(lan: &mut Lan, host: &Host, dir: &Path, password: Option<&str>) ->
     index
 }
 
+/// Makes a self-signed certificate like the GX's (`CN=venus.local`) with openssl.
+/// Returns the certificate and key paths.
+pub fn gx_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj"])
+        .arg("/C=NL/ST=Flevoland/L=Almere/O=Victron Energy/OU=Venus OS/CN=venus.local")
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed for the TLS tests");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// Starts Mosquitto as a Secured-profile GX: only 8883 with TLS, password required.
+pub fn tls_broker(lan: &mut Lan, host: &Host, dir: &Path, cert: &Path, key: &Path, password: &str) -> usize {
+    let conf = dir.join(format!("mosquitto-tls-{}.conf", host.addr));
+    let file = dir.join(format!("passwd-tls-{}", host.addr));
+    std::fs::write(&file, format!("roamcore:{password}\n")).unwrap();
+    let status = std::process::Command::new("mosquitto_passwd").arg("-U").arg(&file).status().unwrap();
+    assert!(status.success());
+    // `user root`: Mosquitto loads the key after dropping privileges, and its own user
+    // cannot read the test's private directory. The broker runs in a test namespace.
+    let text = format!(
+        "user root\nlistener 8883 {}\ncertfile {}\nkeyfile {}\npersistence false\nallow_anonymous false\n\
+         password_file {}\nlog_dest stderr\nlog_type all\nlog_timestamp true\n",
+        host.addr,
+        cert.display(),
+        key.display(),
+        file.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let log = std::fs::File::create(log_path(dir, host)).unwrap();
+    let index = lan.spawn_with(host, &mosquitto(), &["-c", conf.to_str().unwrap()], Stdio::null(), Stdio::from(log));
+    wait_for_tcp(lan, host, 8883);
+    index
+}
+
+/// Publishes the retained Serial over TLS with the password.
+pub fn publish_serial_tls(lan: &Lan, host: &Host, portal: &str, cert: &Path, password: &str) {
+    let topic = format!("N/{portal}/system/0/Serial");
+    let payload = format!("{{\"value\":\"{portal}\"}}");
+    let addr = host.addr.to_string();
+    let cafile = cert.to_str().unwrap();
+    let args = [
+        "-h", &addr, "-p", "8883", "--cafile", cafile, "--insecure", "-u", "roamcore", "-P", password,
+        "-t", &topic, "-m", &payload, "-r",
+    ];
+    let out = lan.exec(host, "mosquitto_pub", &args);
+    assert!(out.status.success(), "mosquitto_pub over TLS: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 pub fn log_path(dir: &Path, host: &Host) -> PathBuf {
     dir.join(format!("mosquitto-{}.log", host.addr))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Why the LAN tests cannot run here, if they cannot.
+/// Returns why the LAN tests cannot run here, or `None` when they can.
 pub fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -176,6 +176,15 @@ impl Lan {
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("running {program} in {}: {e}", host.ns))
+    }
+}
+
+impl Lan {
+    /// Stops a process started with `spawn`.
+    pub fn stop(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

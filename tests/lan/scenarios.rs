@@ -23,7 +23,7 @@ fn is_use_of(json: &serde_json::Value, portal: &str) -> bool {
     is_event(json, "use") && json["portal_id"] == portal
 }
 
-/// The method of the first candidate line for `host`.
+/// Returns the method of the first candidate line for `host`.
 fn first_method(discover: &Discover, host: Ipv4Addr) -> Option<String> {
     discover
         .seen
@@ -411,10 +411,9 @@ fn adopted_gx_found_at_new_address() {
     let mut lan = Lan::new(70);
     let daemon = lan.host("d", 10);
     let gx_host = lan.host("gx", 25);
-    let stranger = lan.host("other", 20);
-    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--web", "off"]);
     // The GX's old address now belongs to a device without MQTT.
-    let _ = &stranger;
+    let _stranger = lan.host("other", 20);
+    gx::full_gx(&mut lan, &gx_host, dir.path(), GX_A, &["--web", "off"]);
 
     // Adopted at .20 before the router handed out new addresses.
     let data = dir.path().join("data");
@@ -434,4 +433,77 @@ fn adopted_gx_found_at_new_address() {
     assert!(!discover.seen.iter().any(|l| is_status(&l.json, "mqtt_disabled")), "{}", discover.dump());
     let stored = std::fs::read_to_string(data.join("discovery.json")).unwrap();
     assert!(stored.contains(&gx_host.addr.to_string()), "{stored}");
+}
+
+#[test]
+fn secured_gx_tls_pinned_then_untrusted() {
+    skip_unless_lan!();
+    if !std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(71);
+    let daemon = lan.host("d", 10);
+    let gx_host = lan.host("gx", 20);
+    let (cert, key) = gx::gx_certificate(dir.path(), "first");
+    let broker = gx::tls_broker(&mut lan, &gx_host, dir.path(), &cert, &key, "secret");
+    gx::publish_serial_tls(&lan, &gx_host, GX_A, &cert, "secret");
+    gx::sim_lan(&mut lan, &gx_host, GX_A, &["--web", "secured", "--https"]);
+    let data = dir.path().join("data");
+
+    // Without the password: 1883 is closed, 8883 rejects the login.
+    let mut first = Discover::start(&mut lan, &daemon, &data, &["--duration", "30"]);
+    let status = first.wait_for(Duration::from_secs(25), |j| is_status(j, "auth_required"));
+    assert!(status.is_some(), "{}", first.dump());
+
+    // With the password: used over TLS, and the certificate is pinned.
+    let mut second = Discover::start(&mut lan, &daemon, &data, &["--duration", "30", "--gx-password", "secret"]);
+    let used = second.wait_for(Duration::from_secs(25), |j| is_event(j, "use"));
+    let used = used.unwrap_or_else(|| panic!("no GX used:\n{}", second.dump()));
+    assert_eq!(used.json["portal_id"], GX_A);
+    assert_eq!(used.json["port"], 8883);
+    assert_eq!(used.json["tls"], true);
+    let pins = std::fs::read_to_string(data.join("tls_pins.json")).unwrap();
+    assert!(pins.contains(GX_A), "{pins}");
+
+    // The GX comes back with another certificate (a factory reset, or an impostor).
+    lan.stop(broker);
+    let (cert2, key2) = gx::gx_certificate(dir.path(), "second");
+    gx::tls_broker(&mut lan, &gx_host, dir.path(), &cert2, &key2, "secret");
+    gx::publish_serial_tls(&lan, &gx_host, GX_A, &cert2, "secret");
+    let mut third = Discover::start(&mut lan, &daemon, &data, &["--duration", "30", "--gx-password", "secret"]);
+    let status = third.wait_for(Duration::from_secs(25), |j| is_status(j, "tls_untrusted"));
+    let status = status.unwrap_or_else(|| panic!("no tls_untrusted:\n{}", third.dump()));
+    assert!(status.json["detail"].as_str().unwrap().contains("--repin"));
+    assert!(!third.seen.iter().any(|l| is_event(&l.json, "use")), "{}", third.dump());
+}
+
+#[test]
+fn sweep_and_probes_explain_rejected_login() {
+    skip_unless_lan!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lan = Lan::new(72);
+    let daemon = lan.host("d", 10);
+    // Early in the sweep order, with no SSDP and no mDNS: only the sweep finds it, and
+    // only the web page, certificate and Modbus probes show it is a GX.
+    let gx_host = lan.host("gx", 3);
+    gx::broker(&mut lan, &gx_host, dir.path(), Some("secret"));
+    gx::publish_serial(&lan, &gx_host, GX_A, Some("secret"));
+    gx::sim_lan(&mut lan, &gx_host, GX_A, &["--ssdp", "false", "--web", "login", "--https", "--modbus"]);
+
+    let mut discover = Discover::start(&mut lan, &daemon, &dir.path().join("data"), &["--duration", "60"]);
+    let status = discover.wait_for(Duration::from_secs(55), |j| is_status(j, "auth_required"));
+    let status = status.unwrap_or_else(|| panic!("no auth_required:\n{}", discover.dump()));
+    let detail = status.json["detail"].as_str().unwrap();
+    assert!(detail.contains(&gx_host.addr.to_string()), "{detail}");
+    assert!(detail.contains(GX_A), "the Modbus portal id is in the message: {detail}");
+    // The outcome line may follow the status: they travel on separate channels.
+    let host = gx_host.addr.to_string();
+    let outcome = discover.wait_for(Duration::from_secs(5), |j| is_event(j, "outcome") && j["host"] == host);
+    let outcome = outcome.unwrap_or_else(|| panic!("no outcome for {host}:\n{}", discover.dump()));
+    let evidence = outcome.json["evidence"].as_str().unwrap_or("");
+    assert!(evidence.contains("login page"), "{evidence}");
+    assert!(evidence.contains("certificate"), "{evidence}");
+    assert!(evidence.contains("Modbus"), "{evidence}");
 }

@@ -141,6 +141,9 @@ impl Runner {
             wanted: config.portal_id.clone(),
             password_given: config.password.is_some(),
             auth_retry: config.timings.auth_retry,
+            // NOTE: an estimate. SSDP answers arrive within MX (2 s) plus a description
+            // fetch; a second GX that only the sweep finds comes too late, and the first
+            // one found is adopted alone.
             settle: Duration::from_secs(5),
             recheck: Duration::from_secs(30),
             retry: config.timings.reconnect,
