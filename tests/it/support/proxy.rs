@@ -1,0 +1,114 @@
+//! A TCP proxy on 127.0.0.1 that a test can freeze, to imitate a router that reboots.
+//!
+//! While frozen, the proxy forwards no bytes in either direction and closes nothing, so
+//! both ends see a silent link rather than a refused or reset one: the same as packets
+//! being dropped. New connections are accepted by the kernel as usual, but nothing is
+//! forwarded for them until the thaw, so a client's MQTT CONNECT gets no CONNACK and its
+//! connect timeout fires. After the thaw every connection, old or new, forwards again.
+//! The proxy records the time of each accepted connection, so a test can read the
+//! client's retry intervals from them.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub struct Proxy {
+    pub port: u16,
+    frozen: watch::Sender<bool>,
+    accepted: Arc<Mutex<Vec<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts forwarding 127.0.0.1:<free port> to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let (frozen, frozen_rx) = watch::channel(false);
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let accepted_task = accepted.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { continue };
+                accepted_task.lock().unwrap().push(Instant::now());
+                tokio::spawn(forward(client, upstream, frozen_rx.clone()));
+            }
+        });
+        Proxy { port, frozen, accepted, task }
+    }
+
+    /// `127.0.0.1:PORT`, as the daemon's flags take it.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops forwarding without closing anything.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Forwards again, on old and new connections.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+
+    /// Times at which the proxy accepted a connection.
+    pub fn accepted(&self) -> Vec<Instant> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits while the proxy is frozen.
+async fn wait_thawed(frozen: &mut watch::Receiver<bool>) {
+    let _ = frozen.wait_for(|frozen| !*frozen).await;
+}
+
+async fn forward(client: TcpStream, upstream: SocketAddr, mut frozen: watch::Receiver<bool>) {
+    // A connection that arrives during the freeze waits, as a SYN retransmitted by the
+    // client's kernel would, and reaches the broker only after the thaw.
+    wait_thawed(&mut frozen).await;
+    let Ok(server) = TcpStream::connect(upstream).await else { return };
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let up = tokio::spawn(pipe(client_read, server_write, frozen.clone()));
+    let down = tokio::spawn(pipe(server_read, client_write, frozen));
+    let _ = tokio::join!(up, down);
+}
+
+/// Copies bytes one way until either side closes; stops reading while frozen.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        wait_thawed(&mut frozen).await;
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            // A freeze while waiting for data: stop reading so the bytes stay in the
+            // kernel, as they would on a dead route.
+            _ = frozen.wait_for(|frozen| *frozen) => continue,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Bytes read just before a freeze are held back until the thaw.
+        wait_thawed(&mut frozen).await;
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
