@@ -39,6 +39,8 @@ pub struct Timings {
     pub birth_delay: (Duration, Duration),
     /// How often the engine ticks: throttle deadlines, watchdogs, health file.
     pub tick: Duration,
+    /// Interval of the repeat-count line for a problem that keeps happening.
+    pub problem_summary: Duration,
     /// Multiplier for throttle intervals and debounce holds (1.0 in production).
     pub throttle_scale: f64,
 }
@@ -58,6 +60,7 @@ impl Timings {
             auth_retry: Duration::from_secs(60),
             birth_delay: (Duration::from_millis(500), Duration::from_secs(3)),
             tick: Duration::from_secs(1),
+            problem_summary: Duration::from_secs(600),
             throttle_scale: 1.0,
         }
     }
@@ -85,6 +88,7 @@ impl Timings {
             auth_retry: s(standard.auth_retry),
             birth_delay: (s(standard.birth_delay.0), s(standard.birth_delay.1)),
             tick: s(standard.tick).max(Duration::from_millis(20)),
+            problem_summary: s(standard.problem_summary),
             throttle_scale: 1.0 / factor,
         }
     }

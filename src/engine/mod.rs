@@ -113,6 +113,7 @@ impl Engine {
         let ha = crate::mqtt::spawn(ha_config.clone(), 4096, 256);
         let notifier = Notifier::spawn(supervisor.clone(), timings.reconnect);
         let (internal_tx, internal_rx) = mpsc::channel(8);
+        let problems = Problems::new(timings.problem_summary);
         let mut engine = Engine {
             status: status::BridgeState::new(&settings),
             settings,
@@ -139,7 +140,7 @@ impl Engine {
             dirty: BTreeSet::new(),
             discovery_due: None,
             birth_republish_at: None,
-            problems: Problems::new(Duration::from_secs(600)),
+            problems,
             stats: Stats::default(),
             started: Instant::now(),
             last_save: Instant::now(),
