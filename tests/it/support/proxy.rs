@@ -4,9 +4,10 @@
 //! both ends see a silent link rather than a refused or reset one: the same as packets
 //! being dropped. New connections are accepted by the kernel as usual, but nothing is
 //! forwarded for them until the thaw, so a client's MQTT CONNECT gets no CONNACK and its
-//! connect timeout fires. After the thaw every connection, old or new, forwards again.
-//! The proxy records the time of each accepted connection, so a test can read the
-//! client's retry intervals from them.
+//! connect timeout fires. After the thaw every connection forwards again, except those
+//! opened during the freeze that the client has closed meanwhile: on a dead route their
+//! packets would never have reached the broker. The proxy records the time of each
+//! accepted connection, so a test can read the client's retry intervals from them.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -76,13 +77,34 @@ async fn wait_thawed(frozen: &mut watch::Receiver<bool>) {
 async fn forward(client: TcpStream, upstream: SocketAddr, mut frozen: watch::Receiver<bool>) {
     // A connection that arrives during the freeze waits, as a SYN retransmitted by the
     // client's kernel would, and reaches the broker only after the thaw.
+    let arrived_frozen = *frozen.borrow();
     wait_thawed(&mut frozen).await;
-    let Ok(server) = TcpStream::connect(upstream).await else { return };
+    let mut early = Vec::new();
+    if arrived_frozen && !client_still_open(&client, &mut early) {
+        return;
+    }
+    let Ok(mut server) = TcpStream::connect(upstream).await else { return };
+    if server.write_all(&early).await.is_err() {
+        return;
+    }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let up = tokio::spawn(pipe(client_read, server_write, frozen.clone()));
     let down = tokio::spawn(pipe(server_read, client_write, frozen));
     let _ = tokio::join!(up, down);
+}
+
+/// Reads what the client sent while it waited; false when it has closed the connection.
+fn client_still_open(client: &TcpStream, early: &mut Vec<u8>) -> bool {
+    let mut buffer = [0u8; 4096];
+    loop {
+        match client.try_read(&mut buffer) {
+            Ok(0) => return false,
+            Ok(n) => early.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Copies bytes one way until either side closes; stops reading while frozen.

@@ -56,8 +56,10 @@ pub fn limit_at(bound: Duration, scale: f64) -> Duration {
 pub struct RigOptions {
     pub capture: &'static str,
     pub mode: Mode,
-    /// Default time scale; `RCV_FAULT_SCALE` wins.
+    /// Default time scale; `RCV_FAULT_SCALE` wins unless `scale_fixed` is set.
     pub scale: f64,
+    /// Ignore `RCV_FAULT_SCALE`, for tests that would take hours in production time.
+    pub scale_fixed: bool,
     /// Replay the capture's value changes (a realistic rate). Off: values change only
     /// when the test sets them, so published states can be compared with the truth.
     pub live_values: bool,
@@ -81,6 +83,7 @@ impl Default for RigOptions {
             capture: "boat",
             mode: Mode::Flashmq,
             scale: 10.0,
+            scale_fixed: false,
             live_values: false,
             rate: None,
             throttle: false,
@@ -115,7 +118,7 @@ impl Rig {
 
     /// Starts everything but the bridge.
     pub async fn start_without_bridge(options: RigOptions) -> Rig {
-        let scale = scale_or(options.scale);
+        let scale = if options.scale_fixed { options.scale } else { scale_or(options.scale) };
         let gx = Mosquitto::start();
         let ha = Mosquitto::start();
         let gx_proxy = if options.gx_proxy { Some(Proxy::start(gx.addr()).await) } else { None };
