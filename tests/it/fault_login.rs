@@ -13,6 +13,8 @@ use crate::support::proxy::Proxy;
 use crate::support::rig::{limit_at, record_figure, scale_or, STATUS_TOPIC};
 
 const PORTAL: &str = "c0619ab0d0e1";
+/// Distinct enough that finding it in the log means the password was logged.
+const WRONG_PASSWORD: &str = "not-the-password-7f3a";
 /// Minimum interval between logins after the GX rejected one.
 const AUTH_RETRY: Duration = Duration::from_secs(60);
 /// Largest reconnect delay (30 s + 20 % jitter) plus the connect timeout of one attempt.
@@ -63,7 +65,7 @@ async fn gx_wrong_password_retries_slowly() {
     let data = tempfile::tempdir().unwrap();
 
     let started = Instant::now();
-    let daemon = bridge(&gx_proxy.host_port(), &ha.host_port(), data.path(), scale, &["--gx-password", "wrong"]);
+    let daemon = bridge(&gx_proxy.host_port(), &ha.host_port(), data.path(), scale, &["--gx-password", WRONG_PASSWORD]);
     let shown = observer.wait_for(STATUS_TOPIC, "auth_required", Duration::from_secs(15)).await;
     assert!(shown, "status never became auth_required\n{}", daemon.log_text());
     record_figure("wrong_password.status_shown", started.elapsed(), Duration::from_secs(10), scale);
@@ -79,7 +81,7 @@ async fn gx_wrong_password_retries_slowly() {
     assert!(is_running(&daemon), "{}", daemon.log_text());
     let warned = warnings(&daemon);
     assert!(warned.len() <= 2, "repeated warnings: {warned:#?}");
-    assert!(!daemon.log_text().contains("wrong"), "the password was logged\n{}", daemon.log_text());
+    assert!(!daemon.log_text().contains(WRONG_PASSWORD), "the password was logged\n{}", daemon.log_text());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -92,7 +94,7 @@ async fn ha_wrong_password_backs_off() {
     let ha_proxy = Proxy::start(ha.addr()).await;
     let data = tempfile::tempdir().unwrap();
 
-    let daemon = bridge(&gx.host_port(), &ha_proxy.host_port(), data.path(), scale, &["--ha-username", "homeassistant", "--ha-password", "wrong"]);
+    let daemon = bridge(&gx.host_port(), &ha_proxy.host_port(), data.path(), scale, &["--ha-username", "homeassistant", "--ha-password", WRONG_PASSWORD]);
     tokio::time::sleep(Duration::from_secs(150).div_f64(scale)).await;
 
     let gaps = attempt_gaps(&ha_proxy);
@@ -104,6 +106,7 @@ async fn ha_wrong_password_backs_off() {
     assert!(daemon.log_text().contains("GX identified"), "the GX side must work meanwhile\n{}", daemon.log_text());
     let warned = warnings(&daemon);
     assert!(warned.len() <= 2, "repeated warnings: {warned:#?}");
+    assert!(!daemon.log_text().contains(WRONG_PASSWORD), "the password was logged\n{}", daemon.log_text());
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -18,6 +18,7 @@ mod fault_logs;
 mod fault_network;
 mod fault_restart;
 mod fault_sigterm;
+mod fault_soak;
 mod gx_tls;
 mod sim_broker;
 mod sim_captures;

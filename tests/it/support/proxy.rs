@@ -19,9 +19,10 @@ use tokio::sync::watch;
 
 pub struct Proxy {
     pub port: u16,
+    upstream: SocketAddr,
     frozen: watch::Sender<bool>,
     accepted: Arc<Mutex<Vec<Instant>>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Proxy {
@@ -29,20 +30,52 @@ impl Proxy {
     pub async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
-        let (frozen, frozen_rx) = watch::channel(false);
+        let (frozen, _) = watch::channel(false);
         let accepted = Arc::new(Mutex::new(Vec::new()));
-        let accepted_task = accepted.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else { continue };
-                accepted_task.lock().unwrap().push(Instant::now());
-                tokio::spawn(forward(client, upstream, frozen_rx.clone()));
-            }
-        });
-        Proxy { port, frozen, accepted, task }
+        let mut proxy = Proxy { port, upstream, frozen, accepted, task: None };
+        proxy.accept_on(listener);
+        proxy
     }
 
-    /// `127.0.0.1:PORT`, as the daemon's flags take it.
+    fn accept_on(&mut self, listener: TcpListener) {
+        let accepted = self.accepted.clone();
+        let frozen = self.frozen.subscribe();
+        let upstream = self.upstream;
+        self.task = Some(tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { continue };
+                accepted.lock().unwrap().push(Instant::now());
+                tokio::spawn(forward(client, upstream, frozen.clone()));
+            }
+        }));
+    }
+
+    /// Stops listening, so new connections are refused as by a host whose broker is down.
+    /// Open connections stay.
+    pub fn close(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port after [`Proxy::close`].
+    pub async fn reopen(&mut self) {
+        self.close();
+        let address = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(address).await {
+                Ok(listener) => break listener,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot listen on {address} again: {e}"),
+            }
+        };
+        self.accept_on(listener);
+    }
+
+    /// Returns `127.0.0.1:PORT`, as the daemon's flags take it.
     pub fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -52,12 +85,12 @@ impl Proxy {
         self.frozen.send_replace(true);
     }
 
-    /// Forwards again, on old and new connections.
+    /// Resumes forwarding on old and new connections.
     pub fn thaw(&self) {
         self.frozen.send_replace(false);
     }
 
-    /// Times at which the proxy accepted a connection.
+    /// Returns the times at which the proxy accepted a connection.
     pub fn accepted(&self) -> Vec<Instant> {
         self.accepted.lock().unwrap().clone()
     }
@@ -65,7 +98,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.task.abort();
+        self.close();
     }
 }
 
@@ -94,7 +127,8 @@ async fn forward(client: TcpStream, upstream: SocketAddr, mut frozen: watch::Rec
     let _ = tokio::join!(up, down);
 }
 
-/// Reads what the client sent while it waited; false when it has closed the connection.
+/// Reads what the client sent while it waited. Returns false when the client has closed
+/// the connection.
 fn client_still_open(client: &TcpStream, early: &mut Vec<u8>) -> bool {
     let mut buffer = [0u8; 4096];
     loop {

@@ -174,6 +174,38 @@ impl Rig {
         self.daemon.as_mut().expect("the bridge runs")
     }
 
+    /// Stops the GX's broker; connections to it are refused, through the proxy too.
+    pub fn stop_gx_broker(&mut self) {
+        self.gx.stop();
+        if let Some(proxy) = &mut self.gx_proxy {
+            proxy.close();
+        }
+    }
+
+    /// Starts the GX's broker again, empty, on the same port.
+    pub async fn start_gx_broker(&mut self) {
+        self.gx.restart();
+        if let Some(proxy) = &mut self.gx_proxy {
+            proxy.reopen().await;
+        }
+    }
+
+    /// Stops Home Assistant's broker; connections to it are refused, through the proxy too.
+    pub fn stop_ha_broker(&mut self) {
+        self.ha.stop();
+        if let Some(proxy) = &mut self.ha_proxy {
+            proxy.close();
+        }
+    }
+
+    /// Starts Home Assistant's broker again, empty, on the same port.
+    pub async fn start_ha_broker(&mut self) {
+        self.ha.restart();
+        if let Some(proxy) = &mut self.ha_proxy {
+            proxy.reopen().await;
+        }
+    }
+
     /// Returns the bridge's log so far, for assertion messages.
     pub fn log(&self) -> String {
         self.daemon.as_ref().map(Daemon::log_text).unwrap_or_default()
@@ -221,6 +253,31 @@ impl Rig {
     /// publish for the simulator's current values: discovery, GX link, availability,
     /// states and attributes of every entity.
     pub async fn mismatches(&self) -> Vec<String> {
+        self.compare(true).await
+    }
+
+    /// Like [`Rig::mismatches`] without states and attributes, for a GX whose values keep
+    /// changing (the throttle delays states on purpose).
+    pub async fn availability_mismatches(&self) -> Vec<String> {
+        self.compare(false).await
+    }
+
+    /// Waits until [`Rig::availability_mismatches`] is empty; returns when it was.
+    pub async fn wait_available(&self, timeout: Duration) -> Result<Instant, Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mismatches = self.availability_mismatches().await;
+            if mismatches.is_empty() {
+                return Ok(Instant::now());
+            }
+            if Instant::now() >= deadline {
+                return Err(mismatches);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn compare(&self, with_states: bool) -> Vec<String> {
         let expected = self.expected().await;
         let discovered = self.discovery_ids();
         let seen = self.observer.seen.lock().unwrap();
@@ -243,6 +300,9 @@ impl Rig {
                     out.push(format!("{availability}: {got:?}, expected {want}"));
                 }
             }
+            if !with_states {
+                continue;
+            }
             if let Some(want) = &entity.state {
                 let got = seen.latest.get(&state);
                 if got != Some(want) {
@@ -261,9 +321,8 @@ impl Rig {
     }
 
     /// Computes what the bridge should publish for the simulator's current values, per
-    /// entity key.
-    /// Computed by the bridge's own model from the truth, with the slots the bridge
-    /// stored, so the comparison checks freshness, not the transforms (which the
+    /// entity key. The bridge's own model computes it from the truth, with the slots the
+    /// bridge stored, so the comparison checks freshness, not the transforms (which the
     /// capture tests cover).
     pub async fn expected(&self) -> BTreeMap<String, Expected> {
         let truth = self.sim.values().await;
