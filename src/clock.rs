@@ -42,6 +42,8 @@ pub struct Timings {
     pub birth_delay: (Duration, Duration),
     /// How often the engine ticks: throttle deadlines, watchdogs, health file.
     pub tick: Duration,
+    /// Interval of the repeat-count line for a problem that keeps happening.
+    pub problem_summary: Duration,
     /// Multiplier for throttle intervals and debounce holds (1.0 in production).
     pub throttle_scale: f64,
 }
@@ -62,6 +64,7 @@ impl Timings {
             auth_retry: Duration::from_secs(60),
             birth_delay: (Duration::from_millis(500), Duration::from_secs(3)),
             tick: Duration::from_secs(1),
+            problem_summary: Duration::from_secs(600),
             throttle_scale: 1.0,
         }
     }
@@ -80,7 +83,9 @@ impl Timings {
             gx_keepalive: s(standard.gx_keepalive),
             gx_heartbeat_timeout: s(standard.gx_heartbeat_timeout),
             gx_heartbeat_gap: s(standard.gx_heartbeat_gap),
-            gx_snapshot_fallback: s(standard.gx_snapshot_fallback),
+            // The fallback must outlast a real full publish (2,600 messages, well under a
+            // second on loopback), which does not get faster with the scale.
+            gx_snapshot_fallback: s(standard.gx_snapshot_fallback).max(Duration::from_secs(1)),
             gx_stale_retry: (s(standard.gx_stale_retry.0), s(standard.gx_stale_retry.1)),
             gx_serial_wait: s(standard.gx_serial_wait),
             mqtt_keep_alive: Duration::from_secs(s(standard.mqtt_keep_alive).as_secs().max(1)),
@@ -90,6 +95,7 @@ impl Timings {
             auth_retry: s(standard.auth_retry),
             birth_delay: (s(standard.birth_delay.0), s(standard.birth_delay.1)),
             tick: s(standard.tick).max(Duration::from_millis(20)),
+            problem_summary: s(standard.problem_summary),
             throttle_scale: 1.0 / factor,
         }
     }

@@ -126,6 +126,7 @@ impl Engine {
         let schedule = victron_gx::Schedule::scaled(settings.time_scale);
         let victron_gx = supervisor.clone().map(|s| victron_gx::spawn_with(s, schedule));
         let (internal_tx, internal_rx) = mpsc::channel(8);
+        let problems = Problems::new(timings.problem_summary);
         let mut engine = Engine {
             status: status::BridgeState::new(&settings),
             settings,
@@ -154,7 +155,7 @@ impl Engine {
             dirty: BTreeSet::new(),
             discovery_due: None,
             birth_republish_at: None,
-            problems: Problems::new(Duration::from_secs(600)),
+            problems,
             stats: Stats::default(),
             started: Instant::now(),
             last_save: Instant::now(),

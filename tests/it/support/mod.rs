@@ -5,3 +5,5 @@
 pub mod daemon;
 pub mod mosquitto;
 pub mod observer;
+pub mod proxy;
+pub mod rig;
