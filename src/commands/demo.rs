@@ -69,6 +69,7 @@ pub fn main(args: DemoArgs) -> i32 {
 }
 
 async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let shutdown = super::run::Shutdown::listen();
     let capture = Capture::load(&args.capture)?;
     let gx_broker = start_broker(SocketAddr::from(([127, 0, 0, 1], args.gx_port))).await?;
     let ha_broker = start_broker(SocketAddr::from(([127, 0, 0, 1], args.ha_port))).await?;
@@ -114,10 +115,10 @@ async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if duration > 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(duration)) => {}
-                _ = super::run::shutdown_signal() => {}
+                _ = shutdown.clone().wait() => {}
             }
         } else {
-            super::run::shutdown_signal().await;
+            shutdown.wait().await;
         }
     };
     engine.run(stop).await;

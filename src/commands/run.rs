@@ -26,10 +26,13 @@ pub fn main(args: RunArgs) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(run(settings, supervisor))
+    runtime.block_on(async move {
+        let shutdown = Shutdown::listen();
+        run(settings, supervisor, shutdown).await
+    })
 }
 
-async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
+async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutdown) -> i32 {
     log_start(&settings, supervisor.is_some());
     if let Err(e) = std::fs::create_dir_all(&settings.data_dir) {
         tracing::warn!(dir = %settings.data_dir.display(), error = %e, "cannot create the data directory; nothing will be remembered across restarts");
@@ -65,7 +68,7 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
             tracing::info!("asking the Supervisor for Home Assistant's MQTT broker");
             let service = tokio::select! {
                 service = supervisor.wait_mqtt_service(&timings) => service,
-                _ = shutdown_signal() => return 0,
+                _ = shutdown.clone().wait() => return 0,
             };
             ha_link_config(&timings, service.host.clone(), service.port, service.username.clone(), service.password.clone())
         }
@@ -88,7 +91,7 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
         Some(target) => engine.connect_gx(target),
         None => engine.start_discovery(),
     }
-    engine.run(shutdown_signal()).await;
+    engine.run(shutdown.wait()).await;
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stopped");
     0
@@ -148,22 +151,51 @@ fn log_start(settings: &Settings, supervised: bool) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or SIGINT, listened for from the start of the process.
+///
+/// A signal that arrives while no listener exists is lost once tokio has replaced the
+/// default handler, and the daemon would then never stop. So one task listens for the
+/// whole life of the process and records the request; `wait` can be called any time.
+#[derive(Clone)]
+pub struct Shutdown {
+    requested: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// Installs the signal handlers. Must run inside the runtime, before anything slow.
+    pub fn listen() -> Shutdown {
+        let (tx, requested) = tokio::sync::watch::channel(false);
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let term = signal(SignalKind::terminate());
+            let int = signal(SignalKind::interrupt());
+            tokio::spawn(async move {
+                match (term, int) {
+                    (Ok(mut term), Ok(mut int)) => {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = int.recv() => {}
+                        }
+                    }
+                    _ => {
+                        tracing::warn!("cannot install the SIGTERM/SIGINT handlers; stop the daemon with SIGKILL");
+                        std::future::pending::<()>().await;
+                    }
+                }
+                let _ = tx.send(true);
+            });
         }
+        #[cfg(not(unix))]
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(true);
+        });
+        Shutdown { requested }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Completes once a stop was requested (at once if it already was).
+    pub async fn wait(mut self) {
+        let _ = self.requested.wait_for(|stop| *stop).await;
     }
 }
