@@ -1,0 +1,141 @@
+"""The system under test: Home Assistant and its broker, the simulated GX and its broker,
+and the bridge, all on the loopback of the test's network namespace."""
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .homeassistant import HomeAssistant
+from .mosquitto import Mosquitto
+from .procs import Service, log
+
+HA_HTTP_PORT = 8123
+HA_BROKER_PORT = 1883
+GX_BROKER_PORT = 1884
+
+
+@dataclass
+class Environment:
+    """What every scenario needs: paths given by scripts/e2e-ha."""
+
+    chroot: Path
+    binary: Path
+    repo: Path
+    out: Path
+    skip_pip_packages: str = ""
+
+
+class Stack:
+    def __init__(self, env: Environment, name: str, ha_extra_config: str = ""):
+        self.env = env
+        self.dir = env.out / name
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        self.data_dir = self.dir / "bridge-data"
+        self.data_dir.mkdir()
+        hass_args = []
+        if env.skip_pip_packages:
+            hass_args = ["--skip-pip-packages", env.skip_pip_packages]
+        self.ha = HomeAssistant(env.chroot, self.dir / "ha", HA_HTTP_PORT,
+                                extra_config=ha_extra_config, hass_args=hass_args)
+        self.ha_broker = Mosquitto("ha-broker", HA_BROKER_PORT, self.dir)
+        self.gx_broker = Mosquitto("gx-broker", GX_BROKER_PORT, self.dir)
+        self.bridge: Service | None = None
+        self.simulator: Service | None = None
+        self.browser_tokens: dict | None = None
+
+    # --- Home Assistant side -------------------------------------------------------------
+
+    def start_home_assistant(self) -> None:
+        """Starts the broker (when stopped) and Home Assistant, logs in and makes sure the
+        MQTT integration is connected and subscribed."""
+        if not self.ha_broker.running():
+            self.ha_broker.start()
+        self.ha.start()
+        self.browser_tokens = self.ha.authenticate()
+        self.ha.setup_mqtt("127.0.0.1", HA_BROKER_PORT)
+
+    def restart_home_assistant(self) -> None:
+        births = self.ha.birth_count()
+        self.ha.stop()
+        # The log file is rotated at start, so count births in the new file from zero.
+        self.ha.start()
+        self.ha.authenticate()
+        self.ha.wait_mqtt_ready(0 if self.ha.birth_count() < births else births)
+
+    def restart_ha_broker(self, timeout: float = 120) -> None:
+        """Restarts Home Assistant's broker (retained messages are lost) and waits until
+        Home Assistant has reconnected and sent its birth message again."""
+        births = self.ha.birth_count()
+        started = time.monotonic()
+        self.ha_broker.restart()
+        self.ha.wait_mqtt_ready(births, timeout)
+        log(f"home-assistant: reconnected to its restarted broker after "
+            f"{time.monotonic() - started:.1f} s")
+
+    # --- GX side ---------------------------------------------------------------------------
+
+    def start_simulator(self, *args: str) -> None:
+        """Starts the GX broker (when stopped) and the simulated GX publishing into it."""
+        if not self.gx_broker.running():
+            self.gx_broker.start()
+        self.simulator = Service(
+            "simulator",
+            [str(self.env.binary), "simulate", "--broker", self.gx_broker.address, *args],
+            self.dir / "simulator.log",
+        )
+        self.simulator.start()
+
+    def stop_simulator(self) -> None:
+        if self.simulator:
+            self.simulator.stop()
+
+    # --- the bridge ------------------------------------------------------------------------
+
+    def bridge_argv(self, *extra: str) -> list[str]:
+        return [
+            str(self.env.binary), "run",
+            "--gx", self.gx_broker.address,
+            "--ha-broker", self.ha_broker.address,
+            "--data-dir", str(self.data_dir),
+            "--scan", "false",
+            "--log-level", "debug",
+            *extra,
+        ]
+
+    def start_bridge(self, *extra: str) -> None:
+        self.bridge = Service("bridge", self.bridge_argv(*extra), self.dir / "bridge.log",
+                              env={"PATH": "/usr/bin:/bin", "RUST_BACKTRACE": "1"})
+        self.bridge.start()
+
+    def stop_bridge(self) -> int | None:
+        return self.bridge.stop(timeout=15) if self.bridge else None
+
+    # --- everything ------------------------------------------------------------------------
+
+    def stop_all(self) -> None:
+        for stop in (self.stop_bridge, self.stop_simulator, self.ha.stop,
+                     self.ha_broker.stop, self.gx_broker.stop):
+            try:
+                stop()
+            except Exception as err:  # keep stopping the rest
+                log(f"stopping failed: {err!r}")
+
+    def snapshot_to_file(self, label: str) -> dict:
+        snapshot = self.ha.snapshot()
+        (self.dir / f"snapshot-{label}.json").write_text(json.dumps(snapshot, indent=1))
+        return snapshot
+
+
+def bridge_catalogue(binary: Path) -> list[dict]:
+    """The bridge's entity catalogue, from `roamcore-victron entities --format json`."""
+    result = subprocess.run([str(binary), "entities", "--format", "json"],
+                            capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"`roamcore-victron entities --format json` failed with exit "
+                           f"status {result.returncode}: {result.stderr.strip()[:500]}")
+    return json.loads(result.stdout)
