@@ -42,3 +42,23 @@ in_chroot() {
             PIP_DISABLE_PIP_VERSION_CHECK=1 "$@"
     ' sh "$E2E_ROOT" "$@"
 }
+
+# Runs a command as the first process of a new PID namespace inside a new network
+# namespace that has nothing but its own loopback. Multicast is routed to the loopback
+# because Home Assistant's zeroconf must join its multicast groups (without them every
+# aiohttp client session fails), and its mDNS packets then stay inside the namespace.
+# When the command exits, the kernel kills every process left in the PID namespace, and
+# the network namespace is deleted.
+run_in_test_namespace() {
+    local netns="roamcore-e2e-$$" status=0
+    ip netns add "$netns"
+    # shellcheck disable=SC2064
+    trap "ip netns delete '$netns' 2>/dev/null || true" EXIT
+    ip -n "$netns" link set lo up multicast on
+    ip -n "$netns" route add 224.0.0.0/4 dev lo
+    ip -n "$netns" -6 route add ff00::/8 dev lo table local 2>/dev/null || true
+    ip netns exec "$netns" unshare --pid --fork --kill-child --mount-proc "$@" || status=$?
+    ip netns delete "$netns" 2>/dev/null || true
+    trap - EXIT
+    return "$status"
+}
