@@ -1,5 +1,7 @@
 """Named checks that record every result, so one failing value does not hide the next."""
 
+import time
+
 from .procs import log
 
 
@@ -29,6 +31,19 @@ class Checks:
     def empty(self, items, what: str) -> bool:
         items = list(items)
         return self.true(not items, what, f"found {len(items)}: {items[:20]!r}")
+
+    def eventually(self, condition, timeout: float, what: str) -> bool:
+        """Polls `condition()` once a second for up to `timeout` s; records one result."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if condition():
+                    return self.true(True, what)
+            except (KeyError, AttributeError, TypeError):
+                pass  # the entity is not there yet
+            if time.monotonic() >= deadline:
+                return self.true(False, what, f"not true within {timeout:.0f} s")
+            time.sleep(1.0)
 
     @property
     def ok(self) -> bool:

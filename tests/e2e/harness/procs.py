@@ -63,6 +63,16 @@ class Service:
         self.process = None
         return status
 
+    def pause(self) -> None:
+        """Freezes the process (SIGSTOP): its sockets stay open but nothing answers, as
+        when a network cable is pulled."""
+        if self.running():
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running():
+            self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """Stops the process with SIGKILL, as a power cut would."""
         self.stop(timeout=5.0, sig=signal.SIGKILL)

@@ -1,9 +1,21 @@
 """Helpers shared by the scenarios."""
 
 import contextlib
+import math
 import subprocess
+import time
 
+from harness.procs import log, wait_until
+from harness.registry import DEVICE_NAME, Entity, mqtt_entities
 from harness.stack import Environment, Stack
+
+# Portal id of the real boat capture (sbender9/signalk-venus-plugin test/vrm-test.log,
+# anonymised when it was copied into the project).
+BOAT_PORTAL_ID = "c0619ab0d0e1"
+
+# `roamcore-victron simulate` arguments for each system the scenarios replay.
+FULL_BOAT = ("--capture", "boat")
+BATTERY_ONLY = ("--capture", "bmv702")
 
 
 @contextlib.contextmanager
@@ -37,3 +49,64 @@ def mqtt_warnings(records: list[dict]) -> list[str]:
         if "mqtt" in record["logger"] or "mqtt" in text.lower():
             found.append(text[:1500])
     return found
+
+
+def our_entities(stack: Stack) -> dict[str, Entity]:
+    """MQTT entities of the device "RoamCore Victron System"."""
+    return {eid: e for eid, e in mqtt_entities(stack.ha.snapshot()).items()
+            if e.device_name == DEVICE_NAME}
+
+
+def wait_settled(stack: Stack, required: set[str] = frozenset(), timeout: float = 180,
+                 quiet: float = 6.0) -> dict[str, Entity]:
+    """Waits until every id in `required` exists and is available, and the set of our
+    entities and their availability has not changed for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last_key = None
+    stable_since = time.monotonic()
+    while True:
+        entities = our_entities(stack)
+        key = tuple(sorted((eid, e.available) for eid, e in entities.items()))
+        now = time.monotonic()
+        if key != last_key:
+            last_key, stable_since = key, now
+        missing = [eid for eid in required if eid not in entities or not entities[eid].available]
+        if entities and not missing and now - stable_since >= quiet:
+            return entities
+        if now >= deadline:
+            raise TimeoutError(
+                f"entities did not settle within {timeout:.0f} s; missing or unavailable: "
+                f"{sorted(missing)[:30]}; present: {len(entities)}")
+        time.sleep(1.0)
+
+
+def bring_up(stack: Stack, simulator_args=FULL_BOAT) -> None:
+    """Starts Home Assistant, the simulated GX and the bridge, in that order."""
+    stack.start_home_assistant()
+    stack.start_simulator(*simulator_args)
+    stack.start_bridge()
+
+
+def states_match(actual: str | None, expected: str | None, tolerance: float = 1e-6) -> bool:
+    """Compares two Home Assistant states: numerically when both are numbers."""
+    if actual == expected:
+        return True
+    try:
+        a, b = float(actual), float(expected)
+    except (TypeError, ValueError):
+        return False
+    return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+
+
+def wait_for(condition, timeout: float, what: str):
+    return wait_until(condition, timeout, 1.0, what)
+
+
+def timed(label: str):
+    """Context manager that logs how long a step took."""
+    @contextlib.contextmanager
+    def timer():
+        started = time.monotonic()
+        yield
+        log(f"{label}: {time.monotonic() - started:.1f} s")
+    return timer()

@@ -1,0 +1,76 @@
+"""Scenarios: the user deletes an entity, or renames an entity id, in Home Assistant."""
+
+import json
+
+from harness.procs import log
+
+from harness.catalogue import load_catalogue
+
+from .common import (BOAT_PORTAL_ID, bring_up, our_entities, publish, running_stack,
+                     states_match, wait_settled)
+
+DELETED = "sensor.vt_battery_voltage"
+RENAMED = "sensor.vt_battery_soc"
+NEW_ID = "sensor.house_battery_soc"
+# The GX aggregate that sensor.vt_battery_soc is read from.
+SOC_TOPIC = f"N/{BOAT_PORTAL_ID}/system/0/Dc/Battery/Soc"
+
+
+def delete_entity(env, checks):
+    """A user deletes one entity: the others stay, through a Home Assistant restart too;
+    the deleted one comes back, with its id, when the bridge republishes (bridge restart).
+    """
+    load_catalogue(env.binary)  # skips while the bridge is not built
+    with running_stack(env, "delete_entity") as stack:
+        bring_up(stack)
+        before = wait_settled(stack, required={DELETED})
+        others = {eid for eid, e in before.items() if e.available and eid != DELETED}
+
+        stack.ha.ws({"type": "config/entity_registry/remove", "entity_id": DELETED})
+        log(f"{DELETED} removed from the entity registry")
+        after = wait_settled(stack, required=others)
+        checks.true(DELETED not in after, f"{DELETED} is gone after the removal")
+        checks.empty(sorted(others - set(after)), "other entities still present")
+
+        stack.restart_home_assistant()
+        after_restart = wait_settled(stack, required=others)
+        checks.empty(sorted(others - set(after_restart)),
+                     "other entities present after a Home Assistant restart")
+
+        stack.stop_bridge()
+        stack.start_bridge()
+        returned = wait_settled(stack, required=others | {DELETED})
+        checks.true(DELETED in returned and returned[DELETED].available,
+                    f"{DELETED} is back, with the same id, after the bridge republished")
+        checks.equal(returned[DELETED].unique_id if DELETED in returned else None,
+                     before[DELETED].unique_id, f"{DELETED} unique_id after it came back")
+        checks.empty(sorted(set(returned) - set(before)), "no new entity ids")
+
+
+def rename_entity(env, checks):
+    """A user renames an entity id: the renamed entity keeps receiving values from the
+    bridge, and the old id never comes back, across bridge and Home Assistant restarts."""
+    load_catalogue(env.binary)  # skips while the bridge is not built
+    with running_stack(env, "rename_entity") as stack:
+        bring_up(stack)
+        before = wait_settled(stack, required={RENAMED})
+
+        stack.ha.ws({"type": "config/entity_registry/update", "entity_id": RENAMED,
+                     "new_entity_id": NEW_ID})
+        log(f"{RENAMED} renamed to {NEW_ID}")
+        after = wait_settled(stack, required={NEW_ID})
+        checks.true(RENAMED not in after, f"{RENAMED} no longer exists")
+        checks.equal(after[NEW_ID].unique_id, before[RENAMED].unique_id,
+                     f"{NEW_ID} keeps the unique_id")
+
+        # The GX reports a new state of charge: the renamed entity must show it.
+        publish(stack.gx_broker.address, SOC_TOPIC, json.dumps({"value": 57.5}), retain=False)
+        checks.eventually(lambda: states_match(our_entities(stack)[NEW_ID].state, "57.5"), 120,
+                          f"{NEW_ID} shows the value 57.5 published by the GX after the rename")
+
+        stack.stop_bridge()
+        stack.start_bridge()
+        stack.restart_home_assistant()
+        final = wait_settled(stack, required={NEW_ID})
+        checks.true(RENAMED not in final, f"{RENAMED} did not come back after restarts")
+        checks.empty(sorted(set(final) - set(after)), "no new entity ids after restarts")
