@@ -2,10 +2,13 @@
 //
 // Usage: node screenshot.cjs SPEC.json
 // SPEC: {"baseUrl", "tokens": {access_token, refresh_token, expires_in, client_id},
-//        "userDataDir", "shots": [{"path", "file", "expect": [text...],
-//        "expectCount": {"text": n}, "timeoutMs"}]}
-// Every text in `expect` must appear in the page, shadow DOM included, or the shot fails:
-// a blank page or a login page can never pass. Exits 1 when any shot fails.
+//        "userDataDir", "textDir",
+//        "shots": [{"path", "file", "expect": [text...], "expectMin": {text: n},
+//                   "expectMax": {text: n}, "fullPage", "timeoutMs"}]}
+// Every text in `expect` must appear in the page, shadow DOM included, and each text in
+// expectMin/expectMax must appear at least/at most n times, or the shot fails: a blank
+// page or a login page can never pass. The page text is saved in textDir for reading.
+// Exits 1 when any shot fails.
 // Needs playwright-core in $E2E_NODE_MODULES and Debian's chromium in /usr/bin/chromium.
 "use strict";
 
@@ -80,9 +83,13 @@ async function main() {
     for (;;) {
       text = await page.evaluate(deepText);
       missing = (shot.expect || []).filter((t) => !text.includes(t));
-      for (const [needle, count] of Object.entries(shot.expectCount || {})) {
+      for (const [needle, count] of Object.entries(shot.expectMin || {})) {
         const found = countOf(text, needle);
-        if (found !== count) missing.push(`${count} x "${needle}" (found ${found})`);
+        if (found < count) missing.push(`at least ${count} x "${needle}" (found ${found})`);
+      }
+      for (const [needle, count] of Object.entries(shot.expectMax || {})) {
+        const found = countOf(text, needle);
+        if (found > count) missing.push(`at most ${count} x "${needle}" (found ${found})`);
       }
       if (!missing.length || Date.now() > deadline) break;
       await page.waitForTimeout(500);
@@ -90,7 +97,8 @@ async function main() {
     // Let the last state changes and animations settle before the picture.
     await page.waitForTimeout(1500);
     await page.screenshot({ path: shot.file, fullPage: !!shot.fullPage });
-    fs.writeFileSync(shot.file.replace(/\.png$/, ".txt"), text + "\n");
+    fs.writeFileSync(path.join(spec.textDir, path.basename(shot.file, ".png") + ".txt"),
+                     text + "\n");
     if (missing.length) {
       failed += 1;
       console.log(`FAIL ${shot.file}: missing ${missing.join(", ")}`);

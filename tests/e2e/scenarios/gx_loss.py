@@ -7,16 +7,15 @@ from harness.procs import log
 
 from .common import bring_up, our_entities, running_stack, states_match, wait_settled
 
-# Issue requirement for the product: entities must turn unavailable within 45 s after the
-# GX goes silent.
+# The bridge promises that entities turn unavailable within 45 s after the GX goes silent.
 UNAVAILABLE_WITHIN_S = 45
 # The bridge-status states that explain a lost GX link.
 LINK_LOST_STATUSES = {"stale", "connecting", "searching"}
 
 
 def gx_loss(env, checks):
-    """GX unplugged: entities unavailable within 45 s, diagnostics say why; GX back: values
-    again and no new entities.
+    """GX unplugged: entities unavailable within 45 s and diagnostics show why. GX back:
+    values again and no new entities.
 
     The GX broker and the simulator are frozen with SIGSTOP, so their TCP connections stay
     open but nothing answers, as after a pulled cable. A killed broker would close the

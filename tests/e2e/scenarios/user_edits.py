@@ -17,8 +17,8 @@ SOC_TOPIC = f"N/{BOAT_PORTAL_ID}/system/0/Dc/Battery/Soc"
 
 
 def delete_entity(env, checks):
-    """A user deletes one entity: the others stay, through a Home Assistant restart too;
-    the deleted one comes back, with its id, when the bridge republishes (bridge restart).
+    """A user deletes one entity: the others stay, through a Home Assistant restart too.
+    The deleted one comes back with its id when the bridge republishes (bridge restart).
     """
     load_catalogue(env.binary)  # skips while the bridge is not built
     with running_stack(env, "delete_entity") as stack:
