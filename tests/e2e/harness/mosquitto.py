@@ -20,7 +20,10 @@ class Mosquitto:
     """Anonymous broker without persistence: a restart loses every retained message, as
     a power cut of the machine running it would."""
 
-    def __init__(self, name: str, port: int, work_dir: Path, bind: str = "127.0.0.1"):
+    def __init__(self, name: str, port: int, work_dir: Path, bind: str = "127.0.0.1",
+                 wrap=lambda argv: argv):
+        """`wrap` turns the broker's command line into the one to run, for example to
+        start it inside another network namespace."""
         self.name = name
         self.port = port
         self.bind = bind
@@ -38,6 +41,7 @@ class Mosquitto:
             "max_queued_messages 100000\n"
             "message_size_limit 0\n"
         )
+        self.wrap = wrap
         self.service = Service(name, [mosquitto_binary(), "-c", str(self.config_path)],
                                work_dir / f"{name}.log")
 
@@ -47,6 +51,7 @@ class Mosquitto:
         return f"{host}:{self.port}"
 
     def start(self) -> None:
+        self.service.argv = self.wrap([mosquitto_binary(), "-c", str(self.config_path)])
         self.service.start()
         host = self.address.rsplit(":", 1)[0]
         wait_until(lambda: port_open(self.port, host), 10, 0.05,

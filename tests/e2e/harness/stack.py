@@ -28,8 +28,11 @@ class Environment:
 
 
 class Stack:
-    def __init__(self, env: Environment, name: str, ha_extra_config: str = ""):
+    def __init__(self, env: Environment, name: str, ha_extra_config: str = "", lan=None):
+        """With `lan` (a started TestLan), the GX broker and the simulator run in the GX's
+        namespace at the LAN address; without, on the test namespace's loopback."""
         self.env = env
+        self.lan = lan
         self.dir = env.out / name
         if self.dir.exists():
             shutil.rmtree(self.dir)
@@ -42,7 +45,11 @@ class Stack:
         self.ha = HomeAssistant(env.chroot, self.dir / "ha", HA_HTTP_PORT,
                                 extra_config=ha_extra_config, hass_args=hass_args)
         self.ha_broker = Mosquitto("ha-broker", HA_BROKER_PORT, self.dir)
-        self.gx_broker = Mosquitto("gx-broker", GX_BROKER_PORT, self.dir)
+        if lan is None:
+            self.gx_broker = Mosquitto("gx-broker", GX_BROKER_PORT, self.dir)
+        else:
+            self.gx_broker = Mosquitto("gx-broker", 1883, self.dir, bind=lan.gx_address,
+                                       wrap=lan.in_gx)
         self.bridge: Service | None = None
         self.simulator: Service | None = None
         self.browser_tokens: dict | None = None
@@ -82,11 +89,10 @@ class Stack:
         """Starts the GX broker (when stopped) and the simulated GX publishing into it."""
         if not self.gx_broker.running():
             self.gx_broker.start()
-        self.simulator = Service(
-            "simulator",
-            [str(self.env.binary), "simulate", "--broker", self.gx_broker.address, *args],
-            self.dir / "simulator.log",
-        )
+        argv = [str(self.env.binary), "simulate", "--broker", self.gx_broker.address, *args]
+        if self.lan is not None:
+            argv = self.lan.in_gx(argv)
+        self.simulator = Service("simulator", argv, self.dir / "simulator.log")
         self.simulator.start()
 
     def stop_simulator(self) -> None:

@@ -1,0 +1,63 @@
+"""Scenario: Home Assistant's own victron_gx integration discovers the GX by SSDP."""
+
+from pathlib import Path
+
+from harness.catalogue import load_catalogue
+from harness.lan import TestLan
+from harness.procs import Service, log
+
+from .common import BOAT_PORTAL_ID, FULL_BOAT, running_stack, wait_settled
+
+GX_SSDP = Path(__file__).resolve().parents[1] / "gx_ssdp.py"
+
+
+def victron_flows(stack) -> list[dict]:
+    (flows,) = stack.ha.ws({"type": "config_entries/flow/progress"})
+    return [f for f in flows if f.get("handler") == "victron_gx"]
+
+
+def victron_entries(stack) -> list[dict]:
+    return stack.ha.api("GET", "/api/config/config_entries/entry?domain=victron_gx")
+
+
+def victron_gx_discovery(env, checks):
+    """victron_gx discovers the simulated GX by SSDP; once the bridge runs, that discovery
+    is not left for the owner to confirm into a duplicate set of entities.
+
+    The GX's SSDP announcement comes from tests/e2e/gx_ssdp.py on a test LAN (a veth pair
+    into a second network namespace), and Home Assistant runs with `ssdp:` configured.
+    """
+    load_catalogue(env.binary)  # skips while the bridge is not built
+    lan = TestLan(env.out / "victron_gx-lan")
+    ssdp = None
+    try:
+        with running_stack(env, "victron_gx", ha_extra_config="ssdp:\n", lan=lan) as stack:
+            lan.start()
+            ssdp = Service("gx-ssdp", lan.in_gx(["python3", str(GX_SSDP), lan.gx_address,
+                                                 BOAT_PORTAL_ID]),
+                           stack.dir / "gx-ssdp.log")
+            ssdp.start()
+            stack.start_home_assistant()
+
+            # Precondition: Home Assistant sees the GX, or this scenario proves nothing.
+            checks.eventually(lambda: victron_flows(stack), 60,
+                              "Home Assistant's victron_gx discovers the simulated GX")
+            log(f"victron_gx flows before the bridge runs: {victron_flows(stack)}")
+
+            stack.start_simulator(*FULL_BOAT)
+            stack.start_bridge()
+            wait_settled(stack)
+
+            def discovery_handled() -> bool:
+                pending = victron_flows(stack)
+                entries = [e for e in victron_entries(stack) if e.get("source") != "ignore"]
+                return not pending and not entries
+
+            checks.eventually(discovery_handled, 60,
+                              "no victron_gx discovery waits for the owner and no victron_gx "
+                              "entry exists besides an ignored one")
+            log(f"victron_gx flows: {victron_flows(stack)}; entries: {victron_entries(stack)}")
+    finally:
+        if ssdp:
+            ssdp.stop()
+        lan.stop()
