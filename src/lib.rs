@@ -44,6 +44,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod model;
+pub mod mqtt;
 pub mod problems;
 pub mod sim;
 pub mod status;

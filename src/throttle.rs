@@ -1,1 +1,376 @@
-//! TODO: throttle
+//! Decides when a new entity state is worth a publish to Home Assistant.
+//!
+//! A GX sends power values several times a second; Home Assistant's recorder stores every
+//! state change. Per throttle class there is a minimum interval and a deadband: a change
+//! larger than the deadband is published at most once per interval, a smaller one once it
+//! is five minutes old. The latest value is never dropped: a change that arrives inside an
+//! interval is delivered when the interval ends. Binary and enum states are debounced:
+//! published once they have held for a few seconds (shore power 10 s). Energy counters
+//! never step backwards (see [`Policy::monotonic_reset`]).
+//!
+//! Pure logic: time is passed in, nothing here does I/O.
+
+use std::time::{Duration, Instant};
+
+use crate::model::eval::State;
+use crate::model::spec::ThrottleClass;
+
+/// A value inside the deadband is still published once the last publish is this old.
+pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// Numbers: interval and deadband in the entity's unit.
+    Numeric { interval: Duration, deadband: f64 },
+    /// Discrete states: published once unchanged for `hold`.
+    Debounce { hold: Duration },
+    /// Positions: interval, and a deadband in metres.
+    Location { interval: Duration, metres: f64 },
+    /// Every change at once.
+    Immediate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub rule: Rule,
+    /// For counters (`total_increasing`): a drop is accepted only when the new value is
+    /// below 10 % of the last one and has stayed low this long (a real reset, such as the
+    /// daily yield at midnight); anything else is held. `None` for ordinary values.
+    pub monotonic_reset: Option<Duration>,
+}
+
+impl Policy {
+    /// The numbers for each throttle class. `scale` multiplies every duration (1.0 in
+    /// production; smaller in accelerated tests).
+    pub fn for_class(class: ThrottleClass, scale: f64) -> Policy {
+        let s = |secs: f64| Duration::from_secs_f64(secs * scale);
+        let numeric = |interval: f64, deadband: f64| Rule::Numeric { interval: s(interval), deadband };
+        let (rule, monotonic_reset) = match class {
+            ThrottleClass::Power => (numeric(5.0, 5.0), None),
+            ThrottleClass::Current => (numeric(5.0, 0.1), None),
+            ThrottleClass::Voltage => (numeric(15.0, 0.05), None),
+            ThrottleClass::Soc => (numeric(10.0, 0.5), None),
+            ThrottleClass::Temperature => (numeric(30.0, 0.2), None),
+            ThrottleClass::Humidity => (numeric(30.0, 1.0), None),
+            ThrottleClass::Frequency => (numeric(15.0, 0.1), None),
+            ThrottleClass::Energy => (numeric(60.0, 0.01), Some(s(300.0))),
+            ThrottleClass::Charge => (numeric(30.0, 0.1), None),
+            ThrottleClass::Duration => (numeric(60.0, 60.0), None),
+            ThrottleClass::TankLevel => (numeric(60.0, 1.0), None),
+            ThrottleClass::TankVolume => (numeric(60.0, 1.0), None),
+            ThrottleClass::Speed => (numeric(10.0, 0.2), None),
+            ThrottleClass::Count => (numeric(30.0, 1.0), None),
+            ThrottleClass::Binary | ThrottleClass::State => (Rule::Debounce { hold: s(3.0) }, None),
+            ThrottleClass::ShorePower => (Rule::Debounce { hold: s(10.0) }, None),
+            ThrottleClass::Location => (Rule::Location { interval: s(30.0), metres: 25.0 }, None),
+            ThrottleClass::Immediate => (Rule::Immediate, None),
+        };
+        Policy { rule, monotonic_reset }
+    }
+
+    pub fn immediate() -> Policy {
+        Policy { rule: Rule::Immediate, monotonic_reset: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    policy: Policy,
+    published: Option<(State, Instant)>,
+    /// Latest offered value not yet published, with the time it was first offered.
+    pending: Option<(State, Instant)>,
+    /// Start of a run of values below 10 % of the published counter.
+    reset_since: Option<Instant>,
+}
+
+/// Throttle state for a set of entities, indexed like the registry.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    slots: Vec<Slot>,
+}
+
+impl Throttle {
+    pub fn new() -> Throttle {
+        Throttle::default()
+    }
+
+    /// Sets the policy of entity `index` (entities are added as the registry grows).
+    pub fn set_policy(&mut self, index: usize, policy: Policy) {
+        while self.slots.len() <= index {
+            self.slots.push(Slot { policy: Policy::immediate(), published: None, pending: None, reset_since: None });
+        }
+        self.slots[index].policy = policy;
+    }
+
+    /// Offers a new state; returns it when it should be published now. Otherwise it is
+    /// kept as pending and comes out of [`Throttle::due`] later, unless superseded.
+    pub fn offer(&mut self, index: usize, state: State, now: Instant) -> Option<State> {
+        let slot = &mut self.slots[index];
+        let Some((last, last_at)) = slot.published.clone() else {
+            return publish(slot, state, now);
+        };
+
+        if let (Some(hold), State::Number(new), State::Number(old)) = (slot.policy.monotonic_reset, &state, &last) {
+            if new < old {
+                let real_reset = *new >= 0.0 && *new < old * 0.1;
+                let since = match (real_reset, slot.reset_since) {
+                    (false, _) => {
+                        slot.reset_since = None;
+                        slot.pending = None;
+                        return None;
+                    }
+                    (true, Some(since)) => since,
+                    (true, None) => {
+                        slot.reset_since = Some(now);
+                        now
+                    }
+                };
+                if now.duration_since(since) >= hold {
+                    slot.reset_since = None;
+                    return publish(slot, state, now);
+                }
+                slot.pending = None;
+                return None;
+            }
+            slot.reset_since = None;
+        }
+
+        if state == last {
+            slot.pending = None;
+            return None;
+        }
+
+        match slot.policy.rule {
+            Rule::Immediate => publish(slot, state, now),
+            Rule::Debounce { .. } => {
+                let since = match &slot.pending {
+                    Some((pending, since)) if *pending == state => *since,
+                    _ => now,
+                };
+                slot.pending = Some((state, since));
+                self.release_if_due(index, now)
+            }
+            Rule::Numeric { interval, .. } | Rule::Location { interval, .. } => {
+                let significant = significant(&slot.policy.rule, &last, &state);
+                if significant && now.duration_since(last_at) >= interval {
+                    return publish(slot, state, now);
+                }
+                slot.pending = Some((state, now));
+                self.release_if_due(index, now)
+            }
+        }
+    }
+
+    fn release_if_due(&mut self, index: usize, now: Instant) -> Option<State> {
+        let slot = &mut self.slots[index];
+        match due_at(slot) {
+            Some(at) if at <= now => {
+                let (state, _) = slot.pending.take()?;
+                publish(slot, state, now)
+            }
+            _ => None,
+        }
+    }
+
+    /// Pending states whose time has come.
+    pub fn due(&mut self, now: Instant) -> Vec<(usize, State)> {
+        let mut out = Vec::new();
+        for index in 0..self.slots.len() {
+            if let Some(state) = self.release_if_due(index, now) {
+                out.push((index, state));
+            }
+        }
+        out
+    }
+
+    /// When the next pending state becomes due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.slots.iter().filter_map(due_at).min()
+    }
+
+    /// Forgets what was published, so the next offer of every entity goes out at once:
+    /// after the GX link comes back, every state must be the GX's current value.
+    pub fn reset_all(&mut self) {
+        for slot in &mut self.slots {
+            slot.published = None;
+            slot.pending = None;
+            slot.reset_since = None;
+        }
+    }
+
+    /// Forgets the published state of one entity without losing counter protection.
+    pub fn last_published(&self, index: usize) -> Option<&State> {
+        self.slots.get(index).and_then(|s| s.published.as_ref().map(|(state, _)| state))
+    }
+}
+
+fn publish(slot: &mut Slot, state: State, now: Instant) -> Option<State> {
+    slot.published = Some((state.clone(), now));
+    slot.pending = None;
+    Some(state)
+}
+
+/// When the pending state of a slot is due.
+fn due_at(slot: &Slot) -> Option<Instant> {
+    let (pending, since) = slot.pending.as_ref()?;
+    let (last, last_at) = slot.published.as_ref()?;
+    match slot.policy.rule {
+        Rule::Immediate => Some(*since),
+        Rule::Debounce { hold } => Some(*since + hold),
+        Rule::Numeric { interval, .. } | Rule::Location { interval, .. } => {
+            if significant(&slot.policy.rule, last, pending) {
+                Some(*last_at + interval)
+            } else {
+                Some(*last_at + MAX_AGE)
+            }
+        }
+    }
+}
+
+/// True when `new` differs from `old` by more than the deadband (or changes kind).
+fn significant(rule: &Rule, old: &State, new: &State) -> bool {
+    match (rule, old, new) {
+        (Rule::Numeric { deadband, .. }, State::Number(a), State::Number(b)) => (a - b).abs() >= *deadband,
+        (Rule::Location { metres, .. }, State::Location(a), State::Location(b)) => {
+            distance_metres(a.latitude, a.longitude, b.latitude, b.longitude) >= *metres
+        }
+        _ => old != new,
+    }
+}
+
+/// Great-circle distance (haversine, mean Earth radius 6371 km).
+fn distance_metres(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6_371_000.0 * a.sqrt().asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn throttle(class: ThrottleClass) -> Throttle {
+        let mut throttle = Throttle::new();
+        throttle.set_policy(0, Policy::for_class(class, 1.0));
+        throttle
+    }
+
+    #[test]
+    fn first_value_goes_out_at_once() {
+        let mut t = throttle(ThrottleClass::Power);
+        let t0 = Instant::now();
+        assert_eq!(t.offer(0, State::Number(100.0), t0), Some(State::Number(100.0)));
+    }
+
+    #[test]
+    fn change_inside_interval_is_delivered_at_window_end() {
+        let mut t = throttle(ThrottleClass::Power);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(100.0), t0);
+        assert_eq!(t.offer(0, State::Number(200.0), t0 + secs(1)), None);
+        assert_eq!(t.offer(0, State::Number(300.0), t0 + secs(2)), None);
+        assert_eq!(t.next_deadline(), Some(t0 + secs(5)));
+        assert!(t.due(t0 + secs(4)).is_empty());
+        assert_eq!(t.due(t0 + secs(5)), vec![(0, State::Number(300.0))]);
+        assert!(t.due(t0 + secs(6)).is_empty());
+    }
+
+    #[test]
+    fn deadband_change_waits_for_max_age() {
+        let mut t = throttle(ThrottleClass::Power);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(100.0), t0);
+        assert_eq!(t.offer(0, State::Number(101.0), t0 + secs(10)), None);
+        assert_eq!(t.next_deadline(), Some(t0 + MAX_AGE));
+        assert_eq!(t.due(t0 + MAX_AGE), vec![(0, State::Number(101.0))]);
+    }
+
+    #[test]
+    fn significant_change_after_interval_goes_out_at_once() {
+        let mut t = throttle(ThrottleClass::Power);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(100.0), t0);
+        assert_eq!(t.offer(0, State::Number(150.0), t0 + secs(6)), Some(State::Number(150.0)));
+    }
+
+    #[test]
+    fn unknown_is_a_change() {
+        let mut t = throttle(ThrottleClass::Power);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(100.0), t0);
+        assert_eq!(t.offer(0, State::Unknown, t0 + secs(6)), Some(State::Unknown));
+    }
+
+    #[test]
+    fn debounce_holds_and_cancels() {
+        let mut t = throttle(ThrottleClass::ShorePower);
+        let t0 = Instant::now();
+        t.offer(0, State::Bool(true), t0);
+        assert_eq!(t.offer(0, State::Bool(false), t0 + secs(1)), None);
+        assert_eq!(t.offer(0, State::Bool(true), t0 + secs(5)), None, "flipped back");
+        assert!(t.due(t0 + secs(20)).is_empty(), "nothing to publish after a flicker");
+
+        assert_eq!(t.offer(0, State::Bool(false), t0 + secs(30)), None);
+        assert_eq!(t.offer(0, State::Bool(false), t0 + secs(35)), None);
+        assert_eq!(t.due(t0 + secs(40)), vec![(0, State::Bool(false))]);
+    }
+
+    #[test]
+    fn counter_never_steps_back() {
+        let mut t = throttle(ThrottleClass::Energy);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(1922.4), t0);
+        assert_eq!(t.offer(0, State::Number(1900.0), t0 + secs(120)), None, "small step back");
+        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(180)), None, "placeholder zero");
+        assert_eq!(t.offer(0, State::Number(1922.5), t0 + secs(181)), Some(State::Number(1922.5)));
+        assert_eq!(t.offer(0, State::Number(1923.0), t0 + secs(250)), Some(State::Number(1923.0)));
+        assert!(t.due(t0 + secs(1000)).is_empty());
+    }
+
+    #[test]
+    fn counter_reset_accepted_after_it_persists() {
+        let mut t = throttle(ThrottleClass::Energy);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(1.5), t0);
+        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(100)), None);
+        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(200)), None);
+        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(400)), Some(State::Number(0.0)));
+    }
+
+    #[test]
+    fn reset_all_releases_next_value() {
+        let mut t = throttle(ThrottleClass::Temperature);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(20.0), t0);
+        t.reset_all();
+        assert_eq!(t.offer(0, State::Number(20.1), t0 + secs(1)), Some(State::Number(20.1)));
+    }
+
+    #[test]
+    fn location_deadband_in_metres() {
+        use crate::model::eval::Location;
+        let at = |lat: f64| {
+            State::Location(Location {
+                latitude: lat,
+                longitude: 5.0,
+                altitude: None,
+                course: None,
+                speed: None,
+                satellites: None,
+            })
+        };
+        let mut t = throttle(ThrottleClass::Location);
+        let t0 = Instant::now();
+        t.offer(0, at(50.0), t0);
+        // 0.0001 degrees of latitude is about 11 m: jitter.
+        assert_eq!(t.offer(0, at(50.0001), t0 + secs(40)), None);
+        // 0.001 degrees is about 111 m.
+        assert_eq!(t.offer(0, at(50.001), t0 + secs(41)), Some(at(50.001)));
+    }
+}

@@ -1,3 +1,5 @@
-//! The Home Assistant side: MQTT Discovery payloads and the publisher.
+//! The Home Assistant side: MQTT Discovery payloads, state formatting and notifications.
 
+pub mod discovery;
 pub mod notify;
+pub mod state;

@@ -1,1 +1,306 @@
 //! Persistent notifications in Home Assistant for problems the user must fix.
+//!
+//! The engine reports every bridge-status change to a [`Notifier`]. A status that waits
+//! for the user ([`BridgeStatus::needs_user`]) becomes one persistent notification with a
+//! stable id per problem (`roamcore_victron_<status>`), so a repeat replaces it instead of
+//! stacking a second one; it is dismissed when the status clears. Without a Supervisor the
+//! same words go to the log once per change.
+//!
+//! Reporting never blocks the engine: the wanted notice is put in a `watch` channel, which
+//! holds only the newest value, so a burst of changes collapses into one, and a worker
+//! task makes the HTTP calls. The add-on starts before Home Assistant Core (startup
+//! `services`), so the first calls often fail with HTTP 502 from the Core proxy; the
+//! worker retries with backoff until they succeed or the wanted notice changes.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::backoff::Backoff;
+use crate::status::BridgeStatus;
+use crate::supervisor::Supervisor;
+
+/// One persistent notification: what the user sees in Home Assistant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Stable per problem, e.g. `roamcore_victron_mqtt_disabled`.
+    pub id: String,
+    pub title: String,
+    /// Markdown, as Home Assistant renders it.
+    pub message: String,
+}
+
+/// A call the worker makes to bring Home Assistant to the wanted notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create(Notice),
+    Dismiss(String),
+}
+
+/// The notice for `status`, or `None` when the status needs nothing from the user.
+/// `detail` names what the status is about (GX address and portal id, the GX devices
+/// seen, the invalid options) and may be empty.
+pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
+    if !status.needs_user() {
+        return None;
+    }
+    let detail = detail.trim();
+    let at = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+    let (title, message) = match status {
+        BridgeStatus::MqttDisabled => (
+            "Victron GX: MQTT access is off",
+            format!(
+                "RoamCore Victron found a Victron GX{at}, but MQTT access is switched off on \
+                 it, so no values can be read.\n\n\
+                 On the GX (its screen or Remote Console), open **Settings → Integrations → \
+                 MQTT Access** and switch it on. On Venus OS before 3.50 the switch is under \
+                 **Settings → Services**. The bridge connects by itself once MQTT is on; \
+                 nothing needs restarting."
+            ),
+        ),
+        BridgeStatus::AuthRequired => (
+            "Victron GX: password needed",
+            format!(
+                "The Victron GX{at} rejected RoamCore Victron's login. Its local network \
+                 security profile (Secured or Weak) protects MQTT with the GX password.\n\n\
+                 Open the RoamCore Victron add-on's **Configuration** tab, enter the GX \
+                 password (the one for Remote Console and the GX web page) as **GX \
+                 password**, switch on **Use TLS** if the profile is Secured, save and \
+                 restart the add-on. The profile is shown on the GX under **Settings → \
+                 General → Access & Security**."
+            ),
+        ),
+        BridgeStatus::TlsUntrusted => (
+            "Victron GX: certificate changed",
+            format!(
+                "The Victron GX{at} presented a TLS certificate that differs from the one \
+                 RoamCore Victron stored when it first connected, so the bridge does not \
+                 trust it and stays disconnected.\n\n\
+                 This is expected after a factory reset or a replacement of the GX. It can \
+                 also mean that another device answers at the GX's address. If you reset or \
+                 replaced the GX, follow **GX certificate changed** in the add-on \
+                 documentation to accept the new certificate."
+            ),
+        ),
+        BridgeStatus::MultipleGx => (
+            "Victron GX: more than one found",
+            format!(
+                "RoamCore Victron sees more than one Victron GX on the network{at} and will \
+                 not guess which one belongs to this vehicle.\n\n\
+                 Enter the portal id of yours as **GX portal id** in the RoamCore Victron \
+                 add-on's **Configuration** tab, save and restart the add-on. The GX shows \
+                 its portal id under **Settings → VRM**, and it is printed on its label."
+            ),
+        ),
+        BridgeStatus::ConfigError => (
+            "RoamCore Victron: invalid option",
+            format!(
+                "Some options of the RoamCore Victron add-on are invalid and were ignored\
+                 {}\n\n\
+                 Correct them in the add-on's **Configuration** tab, save and restart the \
+                 add-on. The add-on log names each invalid option.",
+                if detail.is_empty() { ".".to_string() } else { format!(": {detail}.") }
+            ),
+        ),
+        _ => return None,
+    };
+    Some(Notice {
+        id: format!("roamcore_victron_{}", status.as_str()),
+        title: title.to_string(),
+        message,
+    })
+}
+
+/// The calls that turn the `shown` notice into the `wanted` one: dismiss a notice that
+/// is no longer wanted, create a new or changed one, nothing when they are equal.
+pub fn plan(shown: Option<&Notice>, wanted: Option<&Notice>) -> Vec<Action> {
+    match (shown, wanted) {
+        (None, None) => Vec::new(),
+        (Some(old), None) => vec![Action::Dismiss(old.id.clone())],
+        (None, Some(new)) => vec![Action::Create(new.clone())],
+        (Some(old), Some(new)) if old == new => Vec::new(),
+        (Some(old), Some(new)) if old.id == new.id => vec![Action::Create(new.clone())],
+        (Some(old), Some(new)) => vec![Action::Dismiss(old.id.clone()), Action::Create(new.clone())],
+    }
+}
+
+/// The engine's handle: report status changes, never waits.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    wanted: watch::Sender<Wanted>,
+}
+
+/// The notice the engine wants shown, and a counter that forces a re-send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Wanted {
+    notice: Option<Notice>,
+    refresh: u64,
+}
+
+impl Notifier {
+    /// Starts the worker task on the current tokio runtime. With `supervisor` = `None`
+    /// (not running as an add-on) notices are only logged. `retry` is the first and
+    /// largest delay between attempts of a failed call.
+    pub fn spawn(supervisor: Option<Supervisor>, retry: (Duration, Duration)) -> Notifier {
+        let (wanted, receiver) = watch::channel(Wanted::default());
+        tokio::spawn(run_worker(supervisor, receiver, retry));
+        Notifier { wanted }
+    }
+
+    /// Reports the current bridge status. Cheap and non-blocking; call it on every change
+    /// (repeats with the same words cost nothing).
+    pub fn status_changed(&self, status: BridgeStatus, detail: &str) {
+        let notice = notice_for(status, detail);
+        self.wanted.send_if_modified(|wanted| {
+            if wanted.notice == notice {
+                return false;
+            }
+            wanted.notice = notice;
+            true
+        });
+    }
+
+    /// Sends the current notice again. Home Assistant keeps persistent notifications in
+    /// memory only, so call this after Core restarts (its MQTT birth message).
+    pub fn refresh(&self) {
+        self.wanted.send_modify(|wanted| wanted.refresh += 1);
+    }
+}
+
+async fn run_worker(
+    supervisor: Option<Supervisor>,
+    mut receiver: watch::Receiver<Wanted>,
+    retry: (Duration, Duration),
+) {
+    let mut shown: Option<Notice> = None;
+    let mut refreshed = 0u64;
+    let mut backoff = Backoff::new(retry.0, retry.1);
+
+    loop {
+        let wanted = receiver.borrow_and_update().clone();
+        let mut actions = plan(shown.as_ref(), wanted.notice.as_ref());
+        if actions.is_empty() && wanted.refresh != refreshed {
+            if let Some(notice) = &wanted.notice {
+                actions.push(Action::Create(notice.clone()));
+            }
+        }
+
+        let mut failed = false;
+        for action in &actions {
+            if let Err(err) = perform(supervisor.as_ref(), action).await {
+                tracing::warn!(
+                    action = %action_name(action),
+                    error = %err,
+                    "cannot update the notification in Home Assistant; will retry"
+                );
+                failed = true;
+                break;
+            }
+            shown = match action {
+                Action::Create(notice) => Some(notice.clone()),
+                Action::Dismiss(_) => None,
+            };
+        }
+
+        if failed {
+            // Retry after a delay, or at once when the engine wants something else.
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                changed = receiver.changed() => if changed.is_err() { return } else { continue },
+            }
+        }
+        backoff.reset();
+        refreshed = wanted.refresh;
+        if receiver.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn action_name(action: &Action) -> String {
+    match action {
+        Action::Create(notice) => format!("create {}", notice.id),
+        Action::Dismiss(id) => format!("dismiss {id}"),
+    }
+}
+
+async fn perform(
+    supervisor: Option<&Supervisor>,
+    action: &Action,
+) -> Result<(), crate::supervisor::SupervisorError> {
+    match (supervisor, action) {
+        (Some(supervisor), Action::Create(notice)) => {
+            supervisor.create_notification(&notice.id, &notice.title, &notice.message).await?;
+            tracing::info!(notification_id = %notice.id, "notification created in Home Assistant");
+        }
+        (Some(supervisor), Action::Dismiss(id)) => {
+            supervisor.dismiss_notification(id).await?;
+            tracing::info!(notification_id = %id, "notification dismissed in Home Assistant");
+        }
+        (None, Action::Create(notice)) => {
+            tracing::warn!(
+                notification_id = %notice.id,
+                "{}: {}",
+                notice.title,
+                one_line(&notice.message)
+            );
+        }
+        (None, Action::Dismiss(id)) => {
+            tracing::info!(notification_id = %id, "problem solved");
+        }
+    }
+    Ok(())
+}
+
+/// The message without Markdown emphasis and line breaks, for a log line.
+fn one_line(message: &str) -> String {
+    message.replace("**", "").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_user_status_has_a_notice() {
+        for status in BridgeStatus::ALL {
+            let notice = notice_for(status, "10.0.0.5, portal c0619ab0d0e1");
+            assert_eq!(notice.is_some(), status.needs_user(), "{status}");
+            if let Some(notice) = notice {
+                assert_eq!(notice.id, format!("roamcore_victron_{}", status.as_str()));
+                assert!(notice.message.contains("10.0.0.5"), "{status}: detail missing");
+                assert!(!notice.title.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn notice_without_detail_reads_cleanly() {
+        let notice = notice_for(BridgeStatus::MqttDisabled, "").unwrap();
+        assert!(notice.message.starts_with("RoamCore Victron found a Victron GX, but"));
+        let notice = notice_for(BridgeStatus::ConfigError, " ").unwrap();
+        assert!(notice.message.contains("were ignored.\n"), "{}", notice.message);
+    }
+
+    #[test]
+    fn plan_cases() {
+        let a = notice_for(BridgeStatus::MqttDisabled, "x").unwrap();
+        let a2 = notice_for(BridgeStatus::MqttDisabled, "y").unwrap();
+        let b = notice_for(BridgeStatus::AuthRequired, "x").unwrap();
+
+        assert_eq!(plan(None, None), vec![]);
+        assert_eq!(plan(None, Some(&a)), vec![Action::Create(a.clone())]);
+        assert_eq!(plan(Some(&a), Some(&a)), vec![]);
+        assert_eq!(plan(Some(&a), Some(&a2)), vec![Action::Create(a2.clone())]);
+        assert_eq!(plan(Some(&a), None), vec![Action::Dismiss(a.id.clone())]);
+        assert_eq!(
+            plan(Some(&a), Some(&b)),
+            vec![Action::Dismiss(a.id.clone()), Action::Create(b.clone())]
+        );
+    }
+
+    #[test]
+    fn one_line_strips_markdown() {
+        assert_eq!(one_line("a **b**\n\nc  d"), "a b c d");
+    }
+}

@@ -2,3 +2,7 @@
 //! one area. Tests that need a broker start their own Mosquitto on a free 127.0.0.1 port.
 
 mod support;
+
+mod addon_fake;
+mod addon_manifest;
+mod addon_supervisor;

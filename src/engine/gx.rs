@@ -1,0 +1,357 @@
+//! The GX link as the engine sees it: connecting, routing messages into the model, and
+//! performing the session's keepalive actions.
+
+use std::time::Instant;
+
+use rumqttc::{QoS, SubscribeFilter};
+
+use super::{Engine, MAX_GX_PAYLOAD};
+use crate::gx::payload;
+use crate::gx::session::Action;
+use crate::gx::tls::{self, PinStore};
+use crate::gx::topic::{self, GxTopic};
+use crate::ha::discovery::gx_topic;
+use crate::mqtt::{self, Link, LinkConfig, LinkError, LinkEvent};
+use crate::status::BridgeStatus;
+
+/// Where to connect for the GX, and which portal id must answer there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GxTarget {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    /// The adopted GX: a broker reporting another portal id is not used.
+    pub portal_id: Option<String>,
+}
+
+impl GxTarget {
+    pub fn label(&self) -> String {
+        crate::config::HostPort { host: self.host.clone(), port: Some(self.port) }.to_string()
+    }
+}
+
+/// Waits for the next GX event, or forever when there is no GX link.
+pub async fn recv(link: &mut Option<Link>) -> LinkEvent {
+    match link {
+        Some(link) => match link.events.recv().await {
+            Some(event) => event,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl Engine {
+    /// Connects to a GX, replacing any current target.
+    pub fn connect_gx(&mut self, target: GxTarget) {
+        if self.gx_target.as_ref() == Some(&target) && self.gx.is_some() {
+            return;
+        }
+        let pins = PinStore::open(&self.settings.data_dir);
+        let expected_pin = target
+            .portal_id
+            .as_deref()
+            .and_then(|portal| pins.get(portal))
+            .or_else(|| pins.get(&host_pin_key(&target.host)));
+        let tls = target.tls.then(|| tls::client_config(expected_pin));
+        self.gx_verifier = tls.as_ref().map(|(_, verifier)| verifier.clone());
+
+        let config = LinkConfig {
+            name: "gx",
+            client_id: format!("roamcore-victron-{:08x}", rand::random::<u32>()),
+            host: target.host.clone(),
+            port: target.port,
+            username: self.settings.gx_username.clone(),
+            password: self.settings.gx_password.clone(),
+            tls,
+            keep_alive: self.timings.mqtt_keep_alive,
+            connect_timeout: self.timings.connect_timeout,
+            // rumqttc closes the connection on a packet above this; our own 1 MiB limit
+            // drops larger values without a reconnect. 16 MiB is FlashMQ's own maximum.
+            max_incoming: 16 * 1024 * 1024,
+            max_outgoing: 64 * 1024,
+            last_will: None,
+            reconnect: self.timings.reconnect,
+            auth_retry: self.timings.auth_retry,
+        };
+
+        tracing::info!(gx = %target.label(), tls = target.tls, portal_id = ?target.portal_id, "connecting to the GX");
+        self.status.set_gx(Some(target.label()), target.portal_id.clone());
+        self.set_status(BridgeStatus::Connecting, format!("Connecting to the GX at {}.", target.label()));
+        match &self.gx {
+            Some(link) => link.retarget(config),
+            None => self.gx = Some(mqtt::spawn(config, 64, 4096)),
+        }
+        self.gx_target = Some(target);
+    }
+
+    pub(super) fn on_gx_event(&mut self, event: LinkEvent) {
+        let now = Instant::now();
+        match event {
+            LinkEvent::Connected => {
+                let label = self.gx_label();
+                self.problems.clear("gx_link");
+                tracing::info!(gx = %label, "connected to the GX broker; waiting for its portal id");
+                self.set_status(BridgeStatus::Validating, format!("Connected to {label}; reading the GX's portal id."));
+                let actions = self.session.connected(now);
+                self.perform(actions, now);
+            }
+            LinkEvent::Message { topic, payload } => {
+                self.stats.gx_messages += 1;
+                if payload.payload.len() > MAX_GX_PAYLOAD {
+                    self.stats.gx_oversized += 1;
+                    crate::warn_limited!(
+                        self.problems,
+                        "gx_oversized",
+                        now,
+                        "dropped a {} byte message on {} (limit {MAX_GX_PAYLOAD} bytes)",
+                        payload.payload.len(),
+                        truncate(&topic, 120)
+                    );
+                    return;
+                }
+                self.on_gx_message(&topic, &payload.payload, now);
+            }
+            LinkEvent::Disconnected(error) => self.on_gx_disconnected(error, now),
+            LinkEvent::Closed => {}
+        }
+    }
+
+    fn on_gx_message(&mut self, topic: &str, bytes: &[u8], now: Instant) {
+        let parsed = match topic::parse(topic) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                crate::warn_limited!(
+                    self.problems,
+                    format!("topic:{error:?}"),
+                    now,
+                    "ignored GX topic '{}': {}",
+                    truncate(topic, 120),
+                    error.describe()
+                );
+                return;
+            }
+        };
+
+        let portal = self.session.portal().map(str::to_string);
+        match parsed {
+            GxTopic::Value { portal: p, service: "system", instance: "0", path: "Serial" } if portal.is_none() => {
+                self.on_serial(p, bytes, now);
+            }
+            GxTopic::Value { portal: p, service, instance, path } => {
+                if portal.as_deref() != Some(p) {
+                    return;
+                }
+                let changes = self.model.ingest(service, instance, path, payload::parse(bytes), super::Engine::unix_now());
+                if service == "system" && path == "FirmwareVersion" {
+                    self.update_firmware();
+                }
+                self.apply(changes, now);
+            }
+            GxTopic::Heartbeat { portal: p } if portal.as_deref() == Some(p) => {
+                let actions = self.session.heartbeat(now);
+                self.perform(actions, now);
+            }
+            GxTopic::FullPublishCompleted { portal: p } if portal.as_deref() == Some(p) => {
+                let echo = payload::completion_echo(bytes);
+                let actions = self.session.full_publish_completed(echo.as_deref(), now);
+                self.perform(actions, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_serial(&mut self, topic_portal: &str, bytes: &[u8], now: Instant) {
+        let reported = match payload::parse(bytes) {
+            payload::Payload::Value(value) => value.as_str().map(str::to_string),
+            _ => None,
+        };
+        let portal = reported.unwrap_or_else(|| topic_portal.to_string());
+        let expected = self.gx_target.as_ref().and_then(|t| t.portal_id.clone()).or_else(|| self.settings.portal_id.clone());
+        if let Some(expected) = expected {
+            if !expected.eq_ignore_ascii_case(&portal) {
+                crate::warn_limited!(
+                    self.problems,
+                    format!("wrong_portal:{portal}"),
+                    now,
+                    "the broker at {} belongs to GX {portal}, not the adopted GX {expected}; not using it",
+                    self.gx_label()
+                );
+                return;
+            }
+        }
+        let actions = self.session.serial(&portal, now);
+        self.perform(actions, now);
+    }
+
+    fn on_gx_disconnected(&mut self, error: LinkError, now: Instant) {
+        let label = self.gx_label();
+        let was_up = self.session.portal().is_some();
+        let actions = self.session.disconnected();
+        self.perform(actions, now);
+        self.stats.gx_reconnects += u64::from(was_up);
+
+        match error {
+            LinkError::Auth => {
+                self.set_status(
+                    BridgeStatus::AuthRequired,
+                    format!(
+                        "The GX at {label} rejected the login. Set the GX's password (the one for its \
+                         Remote Console and web login) in the add-on option gx_password. Retrying at most once a minute."
+                    ),
+                );
+            }
+            LinkError::PinMismatch => {
+                self.set_status(
+                    BridgeStatus::TlsUntrusted,
+                    format!(
+                        "The GX at {label} presents a different TLS certificate than the one trusted before. \
+                         If the GX was reset or replaced, re-trust it (docs/USER.md, \"Re-pinning the GX certificate\"); \
+                         otherwise another device is answering at that address."
+                    ),
+                );
+            }
+            other => {
+                if was_up {
+                    tracing::warn!(gx = %label, error = %other.describe(), "lost the GX; reconnecting");
+                } else {
+                    crate::warn_limited!(self.problems, "gx_link", now, "cannot connect to the GX at {label}: {}", other.describe());
+                }
+                self.set_status(BridgeStatus::Connecting, format!("Reconnecting to the GX at {label}: {}.", other.describe()));
+            }
+        }
+    }
+
+    /// Carries out what the session asked for.
+    pub(super) fn perform(&mut self, actions: Vec<Action>, now: Instant) {
+        for action in actions {
+            match action {
+                Action::Subscribe(topics) => {
+                    let filters = topics.into_iter().map(|t| SubscribeFilter::new(t, QoS::AtMostOnce));
+                    if let Some(link) = &self.gx {
+                        if link.client.try_subscribe_many(filters).is_err() {
+                            tracing::warn!("GX request queue full; subscription delayed to the next reconnect");
+                        }
+                    }
+                }
+                Action::Keepalive(body) => {
+                    let Some(portal) = self.session.portal() else { continue };
+                    let keepalive = topic::keepalive_topic(portal);
+                    tracing::debug!(topic = %keepalive, payload = %body, "keepalive");
+                    if let Some(link) = &self.gx {
+                        let _ = link.client.try_publish(keepalive, QoS::AtMostOnce, false, body.into_bytes());
+                    }
+                }
+                Action::Portal(portal) => self.on_portal(portal),
+                Action::SnapshotBegin => self.model.begin_snapshot(),
+                Action::SnapshotEnd => {
+                    let changes = self.model.end_snapshot(super::Engine::unix_now());
+                    self.apply(changes, now);
+                    self.model.registry.save();
+                }
+                Action::Online => self.gx_came_online(now),
+                Action::Offline(reason) => self.gx_went_offline(reason),
+                Action::NoSerial => {
+                    tracing::warn!(
+                        gx = %self.gx_label(),
+                        "connected, but no N/+/system/0/Serial after {:?}: this broker is not a GX, or the GX is still starting; waiting",
+                        self.timings.gx_serial_wait
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_portal(&mut self, portal: String) {
+        tracing::info!(gx = %self.gx_label(), portal_id = %portal, "GX identified; requesting a full publish");
+        self.status.set_gx(None, Some(portal.clone()));
+        if let Some(target) = self.gx_target.clone() {
+            if target.tls {
+                self.pin_certificate(&target, &portal);
+            }
+        }
+        self.publish_status();
+    }
+
+    /// Trust on first use: pins the certificate the GX just presented.
+    fn pin_certificate(&mut self, target: &GxTarget, portal: &str) {
+        let Some(fingerprint) = self.current_tls_observed() else { return };
+        let mut pins = PinStore::open(&self.settings.data_dir);
+        let by_portal = pins.pin(portal, &fingerprint);
+        let by_host = pins.pin(&host_pin_key(&target.host), &fingerprint);
+        match (by_portal, by_host) {
+            (Ok(true), _) => tracing::info!(
+                portal_id = portal,
+                sha256 = %tls::format_fingerprint(&fingerprint),
+                "pinned the GX's TLS certificate"
+            ),
+            (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "cannot store the GX certificate pin"),
+            _ => {}
+        }
+    }
+
+    fn gx_came_online(&mut self, now: Instant) {
+        self.gx_online = true;
+        self.publish_retained(gx_topic(), b"online".to_vec());
+        // Every state must now be the GX's current value, whatever the throttle published
+        // before the gap.
+        self.throttle.reset_all();
+        self.offer_all(now);
+        let label = self.gx_label();
+        let portal = self.session.portal().unwrap_or("?").to_string();
+        self.set_status(BridgeStatus::Connected, format!("Connected to the GX {portal} at {label}."));
+        self.publish_status();
+    }
+
+    fn gx_went_offline(&mut self, reason: &'static str) {
+        if !self.gx_online && self.status.link() != BridgeStatus::Connected {
+            return;
+        }
+        self.gx_online = false;
+        self.publish_retained(gx_topic(), b"offline".to_vec());
+        let label = self.gx_label();
+        if self.session.is_stale() {
+            self.set_status(BridgeStatus::Stale, format!("The GX at {label} stopped sending data ({reason}); asking it to resend everything."));
+        } else {
+            self.set_status(BridgeStatus::Connecting, format!("Lost the GX at {label} ({reason}); reconnecting."));
+        }
+        self.publish_status();
+    }
+
+    fn update_firmware(&mut self) {
+        let version = self.model.gx.system().and_then(|s| s.number("FirmwareVersion"));
+        if let Some(firmware) = version.and_then(super::status::format_firmware) {
+            self.status.set_model(None, Some(firmware));
+        }
+    }
+
+    pub(super) fn gx_label(&self) -> String {
+        self.gx_target.as_ref().map(GxTarget::label).unwrap_or_else(|| "?".into())
+    }
+
+    fn current_tls_observed(&self) -> Option<tls::Fingerprint> {
+        self.gx_verifier.as_ref().and_then(|v| v.observed())
+    }
+}
+
+fn host_pin_key(host: &str) -> String {
+    format!("host:{host}")
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+impl Engine {
+    /// Finds the GX on the LAN (no host configured).
+    /// TODO: wire the discovery module; until then the bridge waits for a configured host.
+    pub fn start_discovery(&mut self) {
+        self.set_status(
+            BridgeStatus::Searching,
+            "No GX host configured; searching the LAN is not available in this build. Set gx_host.",
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! The GX session: portal id, keepalive and staleness, as a pure state machine.
+//!
+//! Facts it encodes (Venus OS, dbus-flashmq README and source; dbus-mqtt README):
+//! * The portal id comes from the retained `N/+/system/0/Serial`, the only retained topic.
+//! * Nothing is published until a keepalive on `R/<portal>/keepalive`; the GX stops 60 s
+//!   after the last one. We send one every 30 s.
+//! * The first keepalive after every (re)connect is empty: both dbus-flashmq and the old
+//!   dbus-mqtt answer it with a full publish.
+//! * dbus-flashmq (Venus >= 3.20) publishes `heartbeat` every 3 s while a client keeps it
+//!   alive and ends a full publish with `full_publish_completed`, echoing our token if the
+//!   keepalive asked for one (Venus >= 3.50). Only once one of those was seen do we send the
+//!   JSON keepalive forms: dbus-mqtt reads any non-empty payload as a list of topic filters,
+//!   and a JSON object would keep nothing alive.
+//! * No heartbeat for 10 s on dbus-flashmq means the link is stale. The GX session may
+//!   have expired, and a `suppress-republish` keepalive would revive it without a
+//!   republish, leaving values that changed in the gap wrong while looking fresh; so the
+//!   revival keepalive is always a full one.
+//!
+//! The I/O loop around this type feeds it events with the current time and performs the
+//! actions it returns.
+
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::clock::Timings;
+use crate::model::spec::ServiceKind;
+
+/// Which Venus MQTT bridge the GX runs, as far as we can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// Nothing seen yet that tells: keepalives stay empty.
+    Unknown,
+    /// dbus-flashmq: heartbeats, completion markers, JSON keepalive options.
+    FlashMq,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    Disconnected,
+    /// Connected, waiting for the retained Serial.
+    WaitingSerial { since: Instant, warned: bool },
+    /// Keepalive sent, waiting for the full publish to finish.
+    Snapshot { since: Instant, token: Option<String> },
+    /// Values are live.
+    Live,
+    /// dbus-flashmq stopped its heartbeat; full keepalives are retried with backoff.
+    Stale { token: String, next_retry: Instant, heartbeat_back: Option<Instant> },
+}
+
+/// What the I/O loop must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Subscribe(Vec<String>),
+    /// Publish to `R/<portal>/keepalive` (not retained) with this payload.
+    Keepalive(String),
+    /// The portal id is known (first time in this session).
+    Portal(String),
+    /// The GX is about to republish everything.
+    SnapshotBegin,
+    /// The republish is complete: values are current.
+    SnapshotEnd,
+    /// Values are live again (entities available).
+    Online,
+    /// Values are not live (entities unavailable), with the reason for the log.
+    Offline(&'static str),
+    /// Connected, but no retained Serial arrived in time: not a GX, or one still booting.
+    NoSerial,
+}
+
+pub struct Session {
+    timings: Timings,
+    phase: Phase,
+    portal: Option<String>,
+    firmware: Firmware,
+    last_keepalive: Option<Instant>,
+    last_heartbeat: Option<Instant>,
+    stale_backoff: Backoff,
+    token_counter: u64,
+    token_prefix: String,
+}
+
+impl Session {
+    pub fn new(timings: Timings) -> Session {
+        let stale_backoff = Backoff::new(timings.gx_stale_retry.0, timings.gx_stale_retry.1);
+        Session {
+            timings,
+            phase: Phase::Disconnected,
+            portal: None,
+            firmware: Firmware::Unknown,
+            last_keepalive: None,
+            last_heartbeat: None,
+            stale_backoff,
+            token_counter: 0,
+            token_prefix: format!("roamcore-{:08x}", rand::random::<u32>()),
+        }
+    }
+
+    pub fn portal(&self) -> Option<&str> {
+        self.portal.as_deref()
+    }
+
+    pub fn firmware(&self) -> Firmware {
+        self.firmware
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.phase == Phase::Live
+    }
+
+    pub fn is_stale(&self) -> bool {
+        matches!(self.phase, Phase::Stale { .. })
+    }
+
+    /// The broker accepted our connection.
+    pub fn connected(&mut self, now: Instant) -> Vec<Action> {
+        self.phase = Phase::WaitingSerial { since: now, warned: false };
+        self.portal = None;
+        self.firmware = Firmware::Unknown;
+        self.last_keepalive = None;
+        self.last_heartbeat = None;
+        self.stale_backoff.reset();
+        vec![Action::Subscribe(vec![super::topic::SERIAL_FILTER.to_string()])]
+    }
+
+    /// The connection dropped.
+    pub fn disconnected(&mut self) -> Vec<Action> {
+        let was_live = matches!(self.phase, Phase::Live | Phase::Stale { .. } | Phase::Snapshot { .. });
+        self.phase = Phase::Disconnected;
+        if was_live {
+            vec![Action::Offline("connection to the GX broker lost")]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A retained or republished `N/<portal>/system/0/Serial`.
+    pub fn serial(&mut self, portal: &str, now: Instant) -> Vec<Action> {
+        if !matches!(self.phase, Phase::WaitingSerial { .. }) || self.portal.is_some() {
+            return Vec::new();
+        }
+        self.portal = Some(portal.to_string());
+
+        let mut topics: Vec<String> = ServiceKind::ALL
+            .iter()
+            .map(|kind| format!("N/{portal}/{}/#", kind.as_str()))
+            .collect();
+        topics.push(format!("N/{portal}/heartbeat"));
+        topics.push(format!("N/{portal}/full_publish_completed"));
+        topics.push(format!("N/{portal}/keepalive"));
+
+        self.phase = Phase::Snapshot { since: now, token: None };
+        self.last_keepalive = Some(now);
+        vec![
+            Action::Portal(portal.to_string()),
+            Action::Subscribe(topics),
+            Action::SnapshotBegin,
+            Action::Keepalive(String::new()),
+        ]
+    }
+
+    /// `N/<portal>/heartbeat`: only dbus-flashmq sends it.
+    pub fn heartbeat(&mut self, now: Instant) -> Vec<Action> {
+        self.firmware = Firmware::FlashMq;
+        self.last_heartbeat = Some(now);
+        if let Phase::Stale { heartbeat_back, .. } = &mut self.phase {
+            heartbeat_back.get_or_insert(now);
+        }
+        Vec::new()
+    }
+
+    /// `N/<portal>/full_publish_completed`, with the echo token if it carried one.
+    pub fn full_publish_completed(&mut self, echo: Option<&str>, now: Instant) -> Vec<Action> {
+        self.firmware = Firmware::FlashMq;
+        self.last_heartbeat.get_or_insert(now);
+        let matches = |expected: &Option<String>| match (expected, echo) {
+            // Another client's full publish: not the one we asked for.
+            (Some(expected), Some(echo)) => expected == echo,
+            // Firmware that does not echo (before Venus 3.50), or our empty keepalive.
+            _ => true,
+        };
+        match &self.phase {
+            Phase::Snapshot { token, .. } if matches(token) => self.go_live(now),
+            Phase::Stale { token, .. } if matches(&Some(token.clone())) => self.go_live(now),
+            _ => Vec::new(),
+        }
+    }
+
+    fn go_live(&mut self, now: Instant) -> Vec<Action> {
+        self.phase = Phase::Live;
+        self.last_heartbeat = Some(now);
+        self.stale_backoff.reset();
+        vec![Action::SnapshotEnd, Action::Online]
+    }
+
+    /// Advances timers; call at least every second.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.phase.clone() {
+            Phase::Disconnected => return actions,
+            Phase::WaitingSerial { since, warned } => {
+                if !warned && now.duration_since(since) >= self.timings.gx_serial_wait {
+                    self.phase = Phase::WaitingSerial { since, warned: true };
+                    actions.push(Action::NoSerial);
+                }
+                return actions;
+            }
+            Phase::Snapshot { since, .. } => {
+                if now.duration_since(since) >= self.timings.gx_snapshot_fallback {
+                    // dbus-mqtt, and dbus-flashmq before Nov 2023, never send the marker.
+                    actions.extend(self.go_live(now));
+                }
+            }
+            Phase::Live => {
+                let heartbeat_late = self.firmware == Firmware::FlashMq
+                    && self
+                        .last_heartbeat
+                        .is_some_and(|at| now.duration_since(at) >= self.timings.gx_heartbeat_timeout);
+                if heartbeat_late {
+                    let token = self.next_token();
+                    self.stale_backoff.reset();
+                    let next_retry = now + self.stale_backoff.next_delay();
+                    self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: None };
+                    self.last_keepalive = Some(now);
+                    actions.push(Action::Offline("no heartbeat from the GX for 10 s"));
+                    actions.push(Action::SnapshotBegin);
+                    actions.push(Action::Keepalive(full_keepalive(&token)));
+                    return actions;
+                }
+            }
+            Phase::Stale { token, next_retry, heartbeat_back } => {
+                if heartbeat_back.is_some_and(|at| now.duration_since(at) >= self.timings.gx_snapshot_fallback) {
+                    // Heartbeats are back but the completion marker never came.
+                    actions.extend(self.go_live(now));
+                } else if now >= next_retry {
+                    let next_retry = now + self.stale_backoff.next_delay();
+                    self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back };
+                    self.last_keepalive = Some(now);
+                    actions.push(Action::Keepalive(full_keepalive(&token)));
+                }
+                // While stale, the retries above are the keepalives.
+                return actions;
+            }
+        }
+
+        let due = self.last_keepalive.is_none_or(|at| now.duration_since(at) >= self.timings.gx_keepalive);
+        if due {
+            self.last_keepalive = Some(now);
+            let payload = match (self.firmware, &self.phase) {
+                (Firmware::FlashMq, Phase::Live) => SUPPRESS_REPUBLISH.to_string(),
+                _ => String::new(),
+            };
+            actions.push(Action::Keepalive(payload));
+        }
+        actions
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let keepalive = self.last_keepalive.map(|at| at + self.timings.gx_keepalive);
+        let phase = match &self.phase {
+            Phase::Disconnected => return None,
+            Phase::WaitingSerial { since, warned: false } => Some(*since + self.timings.gx_serial_wait),
+            Phase::WaitingSerial { .. } => None,
+            Phase::Snapshot { since, .. } => Some(*since + self.timings.gx_snapshot_fallback),
+            Phase::Live => match (self.firmware, self.last_heartbeat) {
+                (Firmware::FlashMq, Some(at)) => Some(at + self.timings.gx_heartbeat_timeout),
+                _ => None,
+            },
+            Phase::Stale { next_retry, heartbeat_back, .. } => {
+                let back = heartbeat_back.map(|at| at + self.timings.gx_snapshot_fallback);
+                Some(back.map_or(*next_retry, |b| b.min(*next_retry)))
+            }
+        };
+        [keepalive, phase].into_iter().flatten().min()
+    }
+
+    fn next_token(&mut self) -> String {
+        self.token_counter += 1;
+        format!("{}-{}", self.token_prefix, self.token_counter)
+    }
+
+    /// Timeout after which a silent link counts as down for the fault reports.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.timings.gx_heartbeat_timeout
+    }
+}
+
+/// Extends the alive timer without a republish (dbus-flashmq only).
+pub const SUPPRESS_REPUBLISH: &str = r#"{"keepalive-options":["suppress-republish"]}"#;
+
+/// Asks for a full republish whose completion marker echoes `token` (dbus-flashmq only).
+pub fn full_keepalive(token: &str) -> String {
+    serde_json::json!({ "keepalive-options": [ { "full-publish-completed-echo": token } ] }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> (Session, Instant) {
+        (Session::new(Timings::standard()), Instant::now())
+    }
+
+    fn keepalives(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Keepalive(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn connect_serial_then_empty_keepalive() {
+        let (mut s, t0) = session();
+        assert_eq!(s.connected(t0), vec![Action::Subscribe(vec!["N/+/system/0/Serial".into()])]);
+        let actions = s.serial("c0619ab0d0e1", t0);
+        assert_eq!(actions[0], Action::Portal("c0619ab0d0e1".into()));
+        let Action::Subscribe(topics) = &actions[1] else { panic!("{actions:?}") };
+        assert!(topics.contains(&"N/c0619ab0d0e1/battery/#".to_string()));
+        assert!(topics.contains(&"N/c0619ab0d0e1/heartbeat".to_string()));
+        assert!(!topics.iter().any(|t| t.contains("settings") || t.contains("platform") || t.contains("vecan")));
+        assert_eq!(keepalives(&actions), vec![""]);
+        assert!(s.serial("c0619ab0d0e1", t0).is_empty(), "repeated Serial is ignored");
+    }
+
+    #[test]
+    fn dbus_mqtt_keepalives_stay_empty() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        let actions = s.tick(t0 + secs(10));
+        assert!(actions.contains(&Action::Online), "timer stands in for the marker: {actions:?}");
+        for n in 1..=6 {
+            let actions = s.tick(t0 + secs(30 * n));
+            assert_eq!(keepalives(&actions), vec![""], "tick {n}");
+        }
+        assert!(s.is_live(), "no heartbeat watchdog without dbus-flashmq");
+    }
+
+    #[test]
+    fn flashmq_uses_suppress_republish_once_seen() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0 + secs(1));
+        let actions = s.full_publish_completed(None, t0 + secs(2));
+        assert_eq!(actions, vec![Action::SnapshotEnd, Action::Online]);
+        for n in 1..=4u64 {
+            let at = t0 + secs(30 * n);
+            s.heartbeat(at - secs(1));
+            assert_eq!(keepalives(&s.tick(at)), vec![SUPPRESS_REPUBLISH]);
+        }
+    }
+
+    #[test]
+    fn stale_link_sends_full_keepalive_and_recovers_on_echo() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+
+        let actions = s.tick(t0 + secs(10));
+        assert!(actions.contains(&Action::Offline("no heartbeat from the GX for 10 s")));
+        let sent = keepalives(&actions);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].contains("full-publish-completed-echo"), "revival must be full: {}", sent[0]);
+        assert!(!sent[0].contains("suppress-republish"));
+        let token: serde_json::Value = serde_json::from_str(sent[0]).unwrap();
+        let token = token["keepalive-options"][0]["full-publish-completed-echo"].as_str().unwrap().to_string();
+
+        assert!(s.full_publish_completed(Some("someone-else"), t0 + secs(11)).is_empty());
+        let actions = s.full_publish_completed(Some(&token), t0 + secs(12));
+        assert_eq!(actions, vec![Action::SnapshotEnd, Action::Online]);
+    }
+
+    #[test]
+    fn stale_retries_with_backoff() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        s.tick(t0 + secs(10));
+
+        let mut sent_at = Vec::new();
+        for second in 11..200 {
+            let actions = s.tick(t0 + secs(second));
+            if !keepalives(&actions).is_empty() {
+                sent_at.push(second);
+            }
+        }
+        assert!(sent_at.len() >= 4, "retries: {sent_at:?}");
+        let gaps: Vec<u64> = sent_at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g <= 37), "retry gap above the cap: {gaps:?}");
+        assert!(gaps.last() > gaps.first(), "no backoff: {gaps:?}");
+    }
+
+    #[test]
+    fn keepalive_gap_never_exceeds_interval() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        let mut last = t0;
+        let mut max_gap = Duration::ZERO;
+        for ms in (0..180_000).step_by(250) {
+            let now = t0 + Duration::from_millis(ms);
+            if now.duration_since(t0) < secs(5) || ms % 3000 == 0 {
+                s.heartbeat(now);
+            }
+            if ms == 1000 {
+                s.full_publish_completed(None, now);
+            }
+            if !keepalives(&s.tick(now)).is_empty() {
+                max_gap = max_gap.max(now.duration_since(last));
+                last = now;
+            }
+        }
+        assert!(max_gap <= secs(30), "gap {max_gap:?}");
+    }
+
+    #[test]
+    fn missing_serial_is_reported_once() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        assert!(s.tick(t0 + secs(5)).is_empty());
+        assert_eq!(s.tick(t0 + secs(10)), vec![Action::NoSerial]);
+        assert!(s.tick(t0 + secs(20)).is_empty());
+    }
+
+    #[test]
+    fn disconnect_goes_offline() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        assert_eq!(s.disconnected(), vec![Action::Offline("connection to the GX broker lost")]);
+        assert!(s.tick(t0 + secs(100)).is_empty());
+    }
+}

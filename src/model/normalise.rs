@@ -1,0 +1,440 @@
+//! From Venus OS messages to entity states: the model's entry point.
+//!
+//! `Normaliser::ingest` takes one parsed GX message, stores what the catalogue needs and
+//! re-evaluates only the entities that depend on it. Structural events (a device appears
+//! or leaves, the GX selects another battery monitor, a tank's fluid type arrives) are
+//! rare and re-evaluate everything.
+
+use std::collections::{HashMap, HashSet};
+
+use super::capabilities;
+use super::catalogue::CATALOGUE;
+use super::enums::{slug_words, FLUID_TYPE, TEMPERATURE_TYPE};
+use super::eval::{self, Context, Eval, Problem};
+use super::gx_state::{is_alarm_path, DeviceId, GxState, Stored};
+use super::paths::{source_paths, PathId, PathTable};
+use super::registry::{expand_key, Binding, EntityId, Registry};
+use super::spec::{Derived, EntityDef, Family, Role, ServiceKind, Source, Transform};
+use crate::gx::payload::{GxValue, Payload};
+
+/// Paths whose change can move a role or a device's entities to another device.
+const STRUCTURAL_PATHS: &[(ServiceKind, &str)] = &[
+    (ServiceKind::System, "ActiveBatteryService"),
+    (ServiceKind::System, "VebusInstance"),
+    (ServiceKind::Gps, "Fix"),
+    (ServiceKind::Tank, "FluidType"),
+    (ServiceKind::Temperature, "TemperatureType"),
+    (ServiceKind::Battery, "CustomName"),
+    (ServiceKind::Battery, "ProductName"),
+    (ServiceKind::Tank, "CustomName"),
+    (ServiceKind::Temperature, "CustomName"),
+];
+
+/// What one ingested message changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Entities whose evaluation changed.
+    pub entities: Vec<EntityId>,
+    /// The set of entities in discovery, or a name, changed.
+    pub discovery: bool,
+    /// The capability list changed.
+    pub capabilities: bool,
+    pub problems: Vec<Problem>,
+}
+
+impl Changes {
+    fn merge(&mut self, other: Changes) {
+        self.entities.extend(other.entities);
+        self.discovery |= other.discovery;
+        self.capabilities |= other.capabilities;
+        self.problems.extend(other.problems);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty() && !self.discovery && !self.capabilities && self.problems.is_empty()
+    }
+}
+
+pub struct Normaliser {
+    pub gx: GxState,
+    pub registry: Registry,
+    /// Fixed entities by the (kind, path) they read.
+    index: HashMap<(ServiceKind, PathId), Vec<EntityId>>,
+    structural: HashSet<(ServiceKind, PathId)>,
+    /// Per-device entities by device.
+    bound: HashMap<DeviceId, Vec<EntityId>>,
+    alarm_entities: Vec<EntityId>,
+    /// Devices confirmed during the current snapshot (full publish), while one runs.
+    snapshot: Option<HashSet<DeviceId>>,
+    /// Slots for new devices are handed out only after a complete snapshot, so a device
+    /// that already has a slot is never beaten to it by a newcomer.
+    snapshot_done: bool,
+    capabilities: Vec<&'static str>,
+}
+
+impl Normaliser {
+    pub fn new(registry: Registry) -> Normaliser {
+        let table = PathTable::get();
+        let mut index: HashMap<(ServiceKind, PathId), Vec<EntityId>> = HashMap::new();
+        let mut alarm_entities = Vec::new();
+
+        for (id, entity) in registry.iter() {
+            if entity.binding != Binding::Fixed {
+                continue;
+            }
+            for (kind, path) in dependencies(entity.def) {
+                if let Some(path_id) = table.id(kind, path) {
+                    index.entry((kind, path_id)).or_default().push(id);
+                }
+            }
+            if matches!(entity.def.source, Source::Derived(Derived::LowBattery | Derived::SystemAlarm)) {
+                alarm_entities.push(id);
+            }
+        }
+
+        let structural = STRUCTURAL_PATHS
+            .iter()
+            .filter_map(|(kind, path)| table.id(*kind, path).map(|id| (*kind, id)))
+            .collect();
+
+        let capabilities = registry.stored.capabilities.keys().filter_map(|c| capabilities::intern(c)).collect();
+
+        Normaliser {
+            gx: GxState::default(),
+            registry,
+            index,
+            structural,
+            bound: HashMap::new(),
+            alarm_entities,
+            snapshot: None,
+            snapshot_done: false,
+            capabilities,
+        }
+    }
+
+    /// Handles one `N/<portal>/<service>/<instance>/<path>` message.
+    pub fn ingest(&mut self, service: &str, instance: &str, path: &str, payload: Payload, now: u64) -> Changes {
+        let Some(kind) = ServiceKind::from_topic(service) else {
+            return Changes::default();
+        };
+        let id = DeviceId::new(kind, instance);
+        if let Some(confirmed) = &mut self.snapshot {
+            if !confirmed.contains(&id) {
+                confirmed.insert(id.clone());
+            }
+        }
+
+        let value = match payload {
+            Payload::Gone => {
+                return match self.gx.gone(&id) {
+                    Stored::DeviceGone => self.device_left(&id, now),
+                    _ => Changes::default(),
+                };
+            }
+            Payload::NotJson | Payload::NoValue => {
+                let new_device = self.gx.touch(&id);
+                let mut changes = if new_device { self.restructure(now) } else { Changes::default() };
+                changes.problems.push(Problem {
+                    key: format!("payload:{}:{path}", kind.as_str()),
+                    message: format!(
+                        "{}/{instance}/{path}: payload is not JSON with a \"value\" key; ignored",
+                        kind.as_str()
+                    ),
+                });
+                return changes;
+            }
+            Payload::Value(value) => value,
+        };
+
+        if is_alarm_path(path) {
+            return self.ingest_alarm(&id, path, &value, now);
+        }
+
+        let table = PathTable::get();
+        let Some(path_id) = table.id(kind, path) else {
+            return if self.gx.touch(&id) { self.restructure(now) } else { Changes::default() };
+        };
+
+        match self.gx.store(&id, path_id, value) {
+            Stored::Value { new_device: true, .. } => self.restructure(now),
+            Stored::Value { changed: true, .. } if self.structural.contains(&(kind, path_id)) => {
+                self.restructure(now)
+            }
+            Stored::Value { changed: true, .. } => self.dependents_changed(&id, path_id, now),
+            _ => Changes::default(),
+        }
+    }
+
+    fn ingest_alarm(&mut self, id: &DeviceId, path: &str, value: &GxValue, now: u64) -> Changes {
+        let level = match value {
+            GxValue::Null => 0,
+            other => match other.as_i64() {
+                Some(level) => level,
+                None => {
+                    return Changes {
+                        problems: vec![Problem {
+                            key: format!("alarm:{}:{path}", id.kind.as_str()),
+                            message: format!("{}/{path}: alarm level {other:?} is not a number; ignored", id.label()),
+                        }],
+                        ..Changes::default()
+                    }
+                }
+            },
+        };
+        let new_device = self.gx.device(id).is_none();
+        match self.gx.store_alarm(id, path, level) {
+            Stored::Alarm if new_device => self.restructure(now),
+            Stored::Alarm => {
+                let ids = self.alarm_entities.clone();
+                self.evaluate(&ids, now)
+            }
+            _ => Changes::default(),
+        }
+    }
+
+    fn dependents_changed(&mut self, id: &DeviceId, path_id: PathId, now: u64) -> Changes {
+        let mut ids: Vec<EntityId> = self.index.get(&(id.kind, path_id)).cloned().unwrap_or_default();
+        if let Some(bound) = self.bound.get(id) {
+            ids.extend(bound.iter().copied());
+        }
+        self.evaluate(&ids, now)
+    }
+
+    fn device_left(&mut self, id: &DeviceId, now: u64) -> Changes {
+        tracing::info!(device = %id.label(), "device left the GX");
+        self.restructure(now)
+    }
+
+    /// Starts a snapshot: the GX is about to republish everything it has.
+    pub fn begin_snapshot(&mut self) {
+        self.snapshot = Some(HashSet::new());
+    }
+
+    /// Ends a snapshot: devices that did not appear in it are gone (their zero-byte
+    /// payloads may have been lost while the link was down), and devices waiting for a
+    /// slot get one.
+    pub fn end_snapshot(&mut self, now: u64) -> Changes {
+        let mut changes = Changes::default();
+        if let Some(confirmed) = self.snapshot.take() {
+            let stale: Vec<DeviceId> = self
+                .gx
+                .present_devices()
+                .map(|d| d.id.clone())
+                .filter(|id| !confirmed.contains(id))
+                .collect();
+            for id in stale {
+                tracing::info!(device = %id.label(), "device missing from the GX's full publish; treating it as gone");
+                self.gx.gone(&id);
+            }
+        }
+        self.snapshot_done = true;
+        changes.merge(self.restructure(now));
+        changes
+    }
+
+    /// Forgets the GX's devices (a different GX was adopted).
+    pub fn clear_gx(&mut self, now: u64) -> Changes {
+        self.gx.clear();
+        self.snapshot_done = false;
+        self.restructure(now)
+    }
+
+    /// Rebinds per-device entities and re-evaluates every entity.
+    fn restructure(&mut self, now: u64) -> Changes {
+        let mut changes = self.classify();
+        let all: Vec<EntityId> = self.registry.iter().map(|(id, _)| id).collect();
+        changes.merge(self.evaluate(&all, now));
+
+        let capabilities = capabilities::derive(&self.gx);
+        let mut merged: Vec<&'static str> = self.capabilities.clone();
+        for capability in &capabilities {
+            self.registry.capability_seen(capability, now);
+            if !merged.contains(capability) {
+                merged.push(capability);
+            }
+        }
+        merged.sort_unstable();
+        if merged != self.capabilities {
+            self.capabilities = merged;
+            changes.capabilities = true;
+        }
+        changes
+    }
+
+    /// Capabilities seen on this GX, now or before a restart.
+    pub fn capabilities(&self) -> &[&'static str] {
+        &self.capabilities
+    }
+
+    /// Evaluates entities and records which changed.
+    fn evaluate(&mut self, ids: &[EntityId], now: u64) -> Changes {
+        let mut changes = Changes::default();
+        let mut seen = HashSet::new();
+        for &id in ids {
+            if !seen.insert(id) {
+                continue;
+            }
+            let entity = self.registry.get(id);
+            let device_id = match &entity.binding {
+                Binding::Device(device) => Some(device.clone()),
+                Binding::Unbound => {
+                    if entity.eval != Eval::Unavailable {
+                        self.registry.get_mut(id).eval = Eval::Unavailable;
+                        changes.entities.push(id);
+                    }
+                    continue;
+                }
+                Binding::Fixed => None,
+            };
+            let device = device_id.as_ref().and_then(|d| self.gx.device(d));
+            let ctx = Context { device, ever_valued: entity.ever_valued, key: &entity.key };
+            let result = eval::evaluate(entity.def, &self.gx, &ctx, &mut changes.problems);
+
+            let result = match result {
+                Eval::Hold => continue,
+                other => other,
+            };
+            if matches!(result, Eval::Value(_)) && self.registry.mark_valued(id, now) {
+                changes.discovery = true;
+            }
+            let entity = self.registry.get_mut(id);
+            if entity.eval != result {
+                entity.eval = result;
+                changes.entities.push(id);
+            }
+        }
+        changes
+    }
+
+    /// Decides which device each per-device entity belongs to.
+    fn classify(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        let desired = self.desired_bindings();
+        let desired_keys: HashSet<&str> = desired.iter().map(|b| b.key.as_str()).collect();
+
+        let stale: Vec<EntityId> = self
+            .registry
+            .iter()
+            .filter(|(_, e)| matches!(e.binding, Binding::Device(_)) && !desired_keys.contains(e.key.as_str()))
+            .map(|(id, _)| id)
+            .collect();
+        for id in stale {
+            self.registry.get_mut(id).binding = Binding::Unbound;
+        }
+
+        self.bound.clear();
+        for binding in desired {
+            let before = self.registry.by_key(&binding.key).map(|id| self.registry.get(id).name.clone());
+            let id = self.registry.bind(&binding.key, binding.row, &binding.name, &binding.device);
+            if before.as_deref() != Some(binding.name.as_str()) && self.registry.get(id).in_discovery() {
+                changes.discovery = true;
+            }
+            self.bound.entry(binding.device).or_default().push(id);
+        }
+        changes
+    }
+
+    fn desired_bindings(&mut self) -> Vec<DesiredBinding> {
+        let mut groups: Vec<(String, String, Family, DeviceId, String)> = Vec::new();
+
+        let main_battery = self.gx.role(Role::MainBattery).map(|d| d.id.clone());
+        for device in self.gx.of_kind(ServiceKind::Battery) {
+            if Some(&device.id) != main_battery.as_ref() {
+                let name = device.display_name().map(str::to_string).unwrap_or_default();
+                groups.push(("battery".into(), String::new(), Family::ExtraBattery, device.id.clone(), name));
+            }
+        }
+        for device in self.gx.of_kind(ServiceKind::Tank) {
+            let Some(fluid) = device.value("FluidType").and_then(GxValue::as_i64).and_then(|c| FLUID_TYPE.lookup(c)) else {
+                continue;
+            };
+            let custom = device.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
+            let name = custom.map(str::to_string).unwrap_or_default();
+            groups.push((format!("tank:{fluid}"), fluid.to_string(), Family::Tank, device.id.clone(), name));
+        }
+        for device in self.gx.of_kind(ServiceKind::Temperature) {
+            let Some(kind) = device
+                .value("TemperatureType")
+                .and_then(GxValue::as_i64)
+                .and_then(|c| TEMPERATURE_TYPE.lookup(c))
+            else {
+                continue;
+            };
+            let custom = device.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
+            let name = custom.map(str::to_string).unwrap_or_default();
+            groups.push((format!("temperature:{kind}"), kind.to_string(), Family::Temperature, device.id.clone(), name));
+        }
+
+        let present: HashSet<String> = self.gx.present_devices().map(|d| d.id.label()).collect();
+        let is_present = |identity: &str| present.contains(identity);
+        let mut desired = Vec::new();
+        for (group, slug, family, device, custom_name) in groups {
+            let identity = device.label();
+            let known = self
+                .registry
+                .stored
+                .slots
+                .get(&group)
+                .is_some_and(|entries| entries.iter().any(|e| e.identity == identity));
+            if !known && !self.snapshot_done {
+                continue;
+            }
+            let first = if family == Family::ExtraBattery { 2 } else { 1 };
+            let slot = self.registry.slot(&group, &identity, first, &is_present, true);
+            let device_name = device_name(family, &slug, slot, &custom_name);
+
+            for row in CATALOGUE.iter().filter(|r| r.family == Some(family)) {
+                desired.push(DesiredBinding {
+                    key: expand_key(row, &slug, slot),
+                    row,
+                    name: row.name.replace("{name}", &device_name),
+                    device: device.clone(),
+                });
+            }
+        }
+        desired
+    }
+}
+
+struct DesiredBinding {
+    key: String,
+    row: &'static EntityDef,
+    name: String,
+    device: DeviceId,
+}
+
+/// The `{name}` of a per-device entity: the device's custom name, else a generic one.
+fn device_name(family: Family, slug: &str, slot: u32, custom: &str) -> String {
+    if !custom.is_empty() {
+        return custom.to_string();
+    }
+    let number = if slot > 1 { format!(" {slot}") } else { String::new() };
+    match family {
+        Family::ExtraBattery => format!("Battery {slot}"),
+        Family::Tank => format!("{} tank{number}", slug_words(slug)),
+        Family::Temperature => format!("{}{number}", slug_words(slug)),
+    }
+}
+
+/// The (kind, path) pairs whose change re-evaluates a fixed entity.
+fn dependencies(def: &EntityDef) -> Vec<(ServiceKind, &'static str)> {
+    let mut deps = source_paths(&def.source);
+    if def.transform == Transform::TimeToGo {
+        deps.push((ServiceKind::System, "Dc/Battery/State"));
+    }
+    match def.source {
+        Source::Derived(Derived::GeneratorRunning) => {
+            deps.push((ServiceKind::Generator, "State"));
+            deps.push((ServiceKind::System, "Ac/Genset/L1/Power"));
+            deps.push((ServiceKind::System, "Ac/Genset/L2/Power"));
+            deps.push((ServiceKind::System, "Ac/Genset/L3/Power"));
+        }
+        Source::Derived(Derived::GpsPosition) => {
+            for path in ["Position/Latitude", "Position/Longitude", "Fix", "Altitude", "Course", "Speed", "NrOfSatellites"] {
+                deps.push((ServiceKind::Gps, path));
+            }
+        }
+        _ => {}
+    }
+    deps
+}

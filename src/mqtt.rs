@@ -1,0 +1,275 @@
+//! One MQTT connection that never gives up: a task that drives rumqttc's event loop,
+//! reconnects with capped, jittered backoff, and hands events to the engine over a
+//! bounded channel (so a slow engine slows the socket instead of growing memory).
+//!
+//! rumqttc notes that shape this: its `poll` reconnects immediately after an error, so
+//! the backoff sleep is ours; subscriptions are not restored on a new clean session, so
+//! the engine resubscribes on every `Connected`; a half-open link is detected when the
+//! second PINGREQ is due without a PINGRESP, so the keepalive is kept short (15 s).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Outgoing, Packet, QoS, StateError, TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::gx::tls::{is_pin_mismatch, PinningVerifier};
+
+/// Everything needed to (re)connect one link.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// Short name for log lines: `gx` or `ha`.
+    pub name: &'static str,
+    pub client_id: String,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: Option<(Arc<rustls::ClientConfig>, Arc<PinningVerifier>)>,
+    pub keep_alive: Duration,
+    pub connect_timeout: Duration,
+    pub max_incoming: usize,
+    pub max_outgoing: usize,
+    pub last_will: Option<LastWill>,
+    pub reconnect: (Duration, Duration),
+    /// Wait at least this long before retrying after the broker rejected our login.
+    pub auth_retry: Duration,
+}
+
+impl LinkConfig {
+    pub fn address(&self) -> String {
+        crate::config::HostPort { host: self.host.clone(), port: Some(self.port) }.to_string()
+    }
+
+    fn options(&self) -> MqttOptions {
+        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+        options.set_keep_alive(self.keep_alive.max(Duration::from_secs(1)));
+        options.set_clean_session(true);
+        options.set_max_packet_size(self.max_incoming, self.max_outgoing);
+        if let Some(will) = &self.last_will {
+            options.set_last_will(will.clone());
+        }
+        match (&self.username, &self.password) {
+            (Some(user), password) => {
+                options.set_credentials(user.clone(), password.clone().unwrap_or_default());
+            }
+            // FlashMQ on Venus ignores the user name; a password alone still needs one.
+            (None, Some(password)) => {
+                options.set_credentials("roamcore", password.clone());
+            }
+            (None, None) => {}
+        }
+        if let Some((config, _)) = &self.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config.clone())));
+        }
+        options
+    }
+}
+
+/// Why a connection attempt or a connection failed, in the terms the engine acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The broker rejected our credentials (CONNACK 4 or 5).
+    Auth,
+    /// The TLS certificate is not the pinned one.
+    PinMismatch,
+    /// Another TLS failure (for instance a plain broker on a TLS port).
+    Tls(String),
+    /// Nothing listens on the port.
+    Refused,
+    /// TCP connect or CONNACK timed out (a blackholed route, or a broker that accepts
+    /// TCP and never answers CONNECT).
+    Timeout,
+    /// The broker stopped answering pings: a half-open link.
+    Dead,
+    /// The connection closed.
+    Closed(String),
+}
+
+impl LinkError {
+    pub fn describe(&self) -> String {
+        match self {
+            LinkError::Auth => "login rejected (wrong or missing username/password)".into(),
+            LinkError::PinMismatch => "TLS certificate differs from the pinned one".into(),
+            LinkError::Tls(e) => format!("TLS handshake failed: {e}"),
+            LinkError::Refused => "connection refused (nothing listens on that port)".into(),
+            LinkError::Timeout => "timed out (no answer to TCP connect or MQTT CONNECT)".into(),
+            LinkError::Dead => "no answer to MQTT pings (half-open connection)".into(),
+            LinkError::Closed(e) => format!("connection closed: {e}"),
+        }
+    }
+
+    /// A short key for rate-limited logging of repeats.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkError::Auth => "auth",
+            LinkError::PinMismatch => "pin",
+            LinkError::Tls(_) => "tls",
+            LinkError::Refused => "refused",
+            LinkError::Timeout => "timeout",
+            LinkError::Dead => "dead",
+            LinkError::Closed(_) => "closed",
+        }
+    }
+}
+
+fn classify(error: &ConnectionError) -> LinkError {
+    match error {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => LinkError::Auth,
+        ConnectionError::ConnectionRefused(code) => LinkError::Closed(format!("CONNACK refused: {code:?}")),
+        ConnectionError::Tls(rumqttc::TlsError::TLS(e)) if is_pin_mismatch(e) => LinkError::PinMismatch,
+        ConnectionError::Tls(rumqttc::TlsError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            LinkError::Refused
+        }
+        ConnectionError::Tls(e) => LinkError::Tls(e.to_string()),
+        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => LinkError::Refused,
+        ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => LinkError::Timeout,
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => LinkError::Timeout,
+        ConnectionError::MqttState(StateError::AwaitPingResp) => LinkError::Dead,
+        other => LinkError::Closed(other.to_string()),
+    }
+}
+
+#[derive(Debug)]
+pub enum LinkEvent {
+    Connected,
+    Message { topic: String, payload: rumqttc::Publish },
+    Disconnected(LinkError),
+    /// Our DISCONNECT went out (shutdown).
+    Closed,
+}
+
+enum Control {
+    Retarget(Box<LinkConfig>),
+    Stop,
+}
+
+/// The engine's end of a link.
+pub struct Link {
+    pub client: AsyncClient,
+    pub events: mpsc::Receiver<LinkEvent>,
+    control: mpsc::Sender<Control>,
+}
+
+impl Link {
+    /// Connects to another broker, or the same one with new credentials, dropping the
+    /// current connection.
+    pub fn retarget(&self, config: LinkConfig) {
+        let _ = self.control.try_send(Control::Retarget(Box::new(config)));
+    }
+
+    /// Stops connecting (the pump task ends).
+    pub fn stop(&self) {
+        let _ = self.control.try_send(Control::Stop);
+    }
+}
+
+/// Starts the pump task for a link. `request_capacity` bounds queued outgoing requests.
+pub fn spawn(config: LinkConfig, request_capacity: usize, event_capacity: usize) -> Link {
+    let (client, eventloop) = AsyncClient::new(config.options(), request_capacity);
+    let (events_tx, events) = mpsc::channel(event_capacity);
+    let (control, control_rx) = mpsc::channel(4);
+    tokio::spawn(pump(config, eventloop, events_tx, control_rx));
+    Link { client, events, control }
+}
+
+async fn pump(
+    mut config: LinkConfig,
+    mut eventloop: EventLoop,
+    events: mpsc::Sender<LinkEvent>,
+    mut control: mpsc::Receiver<Control>,
+) {
+    let mut backoff = Backoff::new(config.reconnect.0, config.reconnect.1);
+    let mut connected_at: Option<Instant> = None;
+    set_network_timeout(&mut eventloop, &config);
+
+    loop {
+        let polled = tokio::select! {
+            message = control.recv() => {
+                match message {
+                    Some(Control::Retarget(new_config)) => {
+                        config = *new_config;
+                        eventloop.mqtt_options = config.options();
+                        set_network_timeout(&mut eventloop, &config);
+                        eventloop.clean();
+                        backoff.reset();
+                        if connected_at.take().is_some()
+                            && events.send(LinkEvent::Disconnected(LinkError::Closed("switching broker".into()))).await.is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Control::Stop) | None => return,
+                }
+            }
+            polled = eventloop.poll() => polled,
+        };
+
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected_at = Some(Instant::now());
+                if events.send(LinkEvent::Connected).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let topic = publish.topic.clone();
+                if events.send(LinkEvent::Message { topic, payload: publish }).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                let _ = events.send(LinkEvent::Closed).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let link_error = classify(&error);
+                tracing::debug!(link = config.name, error = %error, "MQTT connection error");
+                // A connection that stayed up a while earns a fresh backoff; one that
+                // drops right after connecting keeps growing it.
+                if connected_at.take().is_some_and(|at| at.elapsed() >= Duration::from_secs(30)) {
+                    backoff.reset();
+                }
+                let mut delay = backoff.next_delay();
+                if link_error == LinkError::Auth {
+                    delay = delay.max(config.auth_retry);
+                }
+                if events.send(LinkEvent::Disconnected(link_error)).await.is_err() {
+                    return;
+                }
+
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    message = control.recv() => match message {
+                        Some(Control::Retarget(new_config)) => {
+                            config = *new_config;
+                            eventloop.mqtt_options = config.options();
+                            set_network_timeout(&mut eventloop, &config);
+                            eventloop.clean();
+                            backoff.reset();
+                        }
+                        Some(Control::Stop) | None => return,
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn set_network_timeout(eventloop: &mut EventLoop, config: &LinkConfig) {
+    let mut network = eventloop.network_options();
+    network.set_connection_timeout(config.connect_timeout.as_secs().max(1));
+    eventloop.set_network_options(network);
+}
+
+/// QoS for everything we publish: at least once, so retained discovery and states are not
+/// lost on a flaky link.
+pub const QOS: QoS = QoS::AtLeastOnce;
