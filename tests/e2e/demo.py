@@ -17,7 +17,7 @@ from harness.catalogue import load_catalogue  # noqa: E402
 from harness.procs import log, wait_until  # noqa: E402
 from harness.registry import DEVICE_NAME  # noqa: E402
 from harness.stack import Environment  # noqa: E402
-from scenarios.common import FULL_BOAT, our_entities, running_stack, wait_settled  # noqa: E402
+from scenarios.common import our_entities, running_stack, wait_settled  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -90,7 +90,7 @@ def main() -> int:
         camera = Camera(stack, args)
         stack.start_home_assistant()
         stack.ha.finish_onboarding()
-        stack.start_simulator(*FULL_BOAT)
+        stack.start_simulator("boat")
         stack.start_bridge()
         entities = wait_settled(stack)
         device_page = f"/config/devices/device/{device_id(stack)}"

@@ -1,15 +1,18 @@
 """The system under test: Home Assistant and its broker, the simulated GX and its broker,
 and the bridge, all on the loopback of the test's network namespace."""
 
+import functools
 import json
+import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .homeassistant import HomeAssistant
 from .mosquitto import Mosquitto
-from .procs import Service, log
+from .procs import Service, log, wait_until
 
 HA_HTTP_PORT = 8123
 HA_BROKER_PORT = 1883
@@ -26,6 +29,28 @@ class Environment:
     out: Path
     skip_pip_packages: str = ""
 
+    @property
+    def captures(self) -> Path:
+        """The real GX captures, in the shared folder beside the clone."""
+        return Path(os.environ.get("ROAMCORE_CAPTURES",
+                                   self.repo.parent / "shared" / "victron-captures"))
+
+    @functools.cached_property
+    def simulator_built(self) -> bool:
+        """Whether `roamcore-victron simulate` is more than the placeholder that prints
+        "not built yet"; without it the scenarios use tests/e2e/gx_mock.py."""
+        try:
+            result = subprocess.run([str(self.binary), "simulate"], capture_output=True,
+                                    text=True, timeout=3)
+        except subprocess.TimeoutExpired:
+            return True  # it started replaying, so it is built
+        return "not built yet" not in result.stderr
+
+
+# Captures the simulated GX replays, by system name.
+SYSTEMS = {
+    "boat": "sbender9__signalk-venus-plugin__test_vrm-test.log",
+}
 
 class Stack:
     def __init__(self, env: Environment, name: str, ha_extra_config: str = "", lan=None):
@@ -85,15 +110,29 @@ class Stack:
 
     # --- GX side ---------------------------------------------------------------------------
 
-    def start_simulator(self, *args: str) -> None:
-        """Starts the GX broker (when stopped) and the simulated GX publishing into it."""
+    def start_simulator(self, system: str = "boat") -> None:
+        """Starts the GX broker (when stopped) and the simulated GX publishing into it,
+        replaying the capture of `system` (a key of SYSTEMS)."""
         if not self.gx_broker.running():
             self.gx_broker.start()
-        argv = [str(self.env.binary), "simulate", "--broker", self.gx_broker.address, *args]
+        capture = self.env.captures / SYSTEMS[system]
+        if self.env.simulator_built:
+            # TODO: confirm these flags against `roamcore-victron simulate --help` once
+            # the simulator is merged.
+            argv = [str(self.env.binary), "simulate", "--broker", self.gx_broker.address,
+                    "--capture", str(capture)]
+        else:
+            argv = ["python3", str(Path(__file__).resolve().parents[1] / "gx_mock.py"),
+                    self.gx_broker.address, str(capture)]
         if self.lan is not None:
             argv = self.lan.in_gx(argv)
         self.simulator = Service("simulator", argv, self.dir / "simulator.log")
         self.simulator.start()
+        if not self.env.simulator_built:
+            # A real GX is up before the bridge asks it for values, so wait until the mock
+            # has subscribed to its keepalive topic.
+            wait_until(lambda: "GX mock for portal" in self.simulator.log_text(), 15, 0.1,
+                       "the GX mock to subscribe")
 
     def stop_simulator(self) -> None:
         if self.simulator:

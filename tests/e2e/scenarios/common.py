@@ -13,9 +13,6 @@ from harness.stack import Environment, Stack
 # anonymised when it was copied into the project).
 BOAT_PORTAL_ID = "c0619ab0d0e1"
 
-# `roamcore-victron simulate` arguments for each system the scenarios replay.
-FULL_BOAT = ("--capture", "boat")
-BATTERY_ONLY = ("--capture", "bmv702")
 
 
 @contextlib.contextmanager
@@ -58,9 +55,10 @@ def our_entities(stack: Stack) -> dict[str, Entity]:
 
 
 def wait_settled(stack: Stack, required: set[str] = frozenset(), timeout: float = 180,
-                 quiet: float = 6.0) -> dict[str, Entity]:
-    """Waits until every id in `required` exists and is available, and the set of our
-    entities and their availability has not changed for `quiet` seconds."""
+                 quiet: float = 6.0, connected: bool = True) -> dict[str, Entity]:
+    """Waits until every id in `required` exists and is available, the bridge status is
+    `connected` (unless `connected` is false), and the set of our entities and their
+    availability has not changed for `quiet` seconds."""
     deadline = time.monotonic() + timeout
     last_key = None
     stable_since = time.monotonic()
@@ -71,6 +69,9 @@ def wait_settled(stack: Stack, required: set[str] = frozenset(), timeout: float 
         if key != last_key:
             last_key, stable_since = key, now
         missing = [eid for eid in required if eid not in entities or not entities[eid].available]
+        status = entities.get("sensor.vt_bridge_status")
+        if connected and (status is None or status.state != "connected"):
+            missing.append("sensor.vt_bridge_status=connected")
         if entities and not missing and now - stable_since >= quiet:
             return entities
         if now >= deadline:
@@ -80,10 +81,10 @@ def wait_settled(stack: Stack, required: set[str] = frozenset(), timeout: float 
         time.sleep(1.0)
 
 
-def bring_up(stack: Stack, simulator_args=FULL_BOAT) -> None:
-    """Starts Home Assistant, the simulated GX and the bridge, in that order."""
+def bring_up(stack: Stack, system: str = "boat") -> None:
+    """Starts Home Assistant, the simulated GX replaying `system` and the bridge."""
     stack.start_home_assistant()
-    stack.start_simulator(*simulator_args)
+    stack.start_simulator(system)
     stack.start_bridge()
 
 

@@ -2,7 +2,6 @@
 
 import time
 
-from harness.catalogue import load_catalogue
 from harness.procs import log
 
 from .common import bring_up, our_entities, running_stack, states_match, wait_settled
@@ -21,7 +20,6 @@ def gx_loss(env, checks):
     open but nothing answers, as after a pulled cable. A killed broker would close the
     connection and tell the bridge at once, which is the easier case.
     """
-    load_catalogue(env.binary)  # skips while the bridge is not built
     with running_stack(env, "gx_loss") as stack:
         bring_up(stack)
         before = wait_settled(stack)

@@ -3,7 +3,6 @@
 import os
 import time
 
-from harness.catalogue import load_catalogue
 from harness.procs import log
 from harness.registry import mqtt_entities
 
@@ -24,7 +23,6 @@ def restarts(env, checks):
 
     ROAMCORE_E2E_RESTART_ROUNDS sets the number of rounds (default 10).
     """
-    load_catalogue(env.binary)  # skips while the bridge is not built
     with running_stack(env, "restarts") as stack:
         bring_up(stack)
         settled = wait_settled(stack)

@@ -4,7 +4,6 @@ import json
 
 from harness.procs import log
 
-from harness.catalogue import load_catalogue
 
 from .common import (BOAT_PORTAL_ID, bring_up, our_entities, publish, running_stack,
                      states_match, wait_settled)
@@ -20,7 +19,6 @@ def delete_entity(env, checks):
     """A user deletes one entity: the others stay, through a Home Assistant restart too.
     The deleted one comes back with its id when the bridge republishes (bridge restart).
     """
-    load_catalogue(env.binary)  # skips while the bridge is not built
     with running_stack(env, "delete_entity") as stack:
         bring_up(stack)
         before = wait_settled(stack, required={DELETED})
@@ -50,7 +48,6 @@ def delete_entity(env, checks):
 def rename_entity(env, checks):
     """A user renames an entity id: the renamed entity keeps receiving values from the
     bridge, and the old id never comes back, across bridge and Home Assistant restarts."""
-    load_catalogue(env.binary)  # skips while the bridge is not built
     with running_stack(env, "rename_entity") as stack:
         bring_up(stack)
         before = wait_settled(stack, required={RENAMED})

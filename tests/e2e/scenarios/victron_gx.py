@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-from harness.catalogue import load_catalogue
 from harness.lan import TestLan
 from harness.procs import Service, log
 
-from .common import BOAT_PORTAL_ID, FULL_BOAT, running_stack, wait_settled
+from .common import BOAT_PORTAL_ID, running_stack, wait_settled
 
 GX_SSDP = Path(__file__).resolve().parents[1] / "gx_ssdp.py"
 
@@ -27,7 +26,6 @@ def victron_gx_discovery(env, checks):
     The GX's SSDP announcement comes from tests/e2e/gx_ssdp.py on a test LAN (a veth pair
     into a second network namespace), and Home Assistant runs with `ssdp:` configured.
     """
-    load_catalogue(env.binary)  # skips while the bridge is not built
     lan = TestLan(env.out / "victron_gx-lan")
     ssdp = None
     try:
@@ -44,7 +42,7 @@ def victron_gx_discovery(env, checks):
                               "Home Assistant's victron_gx discovers the simulated GX")
             log(f"victron_gx flows before the bridge runs: {victron_flows(stack)}")
 
-            stack.start_simulator(*FULL_BOAT)
+            stack.start_simulator("boat")
             stack.start_bridge()
             wait_settled(stack)
 
