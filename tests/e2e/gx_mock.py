@@ -1,6 +1,10 @@
 """A stand-in GX for the end-to-end tests while `roamcore-victron simulate` is not built:
 it replays the last value of every topic of a real capture with dbus-flashmq behaviour.
 
+Two capture formats are read: JSON lines of GX MQTT messages (`*.log`), and Victron's
+dbus-recorder recordings of one D-Bus service (`*.csv`), whose initial state is published
+with the system/0 aggregates that the GX's systemcalc would derive from one battery monitor.
+
 Behaviour, as documented for dbus-flashmq (Venus OS 3.20 and later):
 - `N/<portal>/system/0/Serial` is the only retained message.
 - A keepalive on `R/<portal>/keepalive` marks the GX alive for 60 s. Unless its payload
@@ -40,9 +44,69 @@ def read_capture(path: Path) -> dict[str, object]:
     return values
 
 
+# Portal id used for dbus-recorder recordings, which have none.
+RECORDING_PORTAL_ID = "c0619ab00702"
+
+
+def dbus_value(kind: str, text: str):
+    if kind == "ARRAY" or text == "[]":
+        return None  # an empty D-Bus array is Venus OS's invalid value, null over MQTT
+    if kind == "STRING":
+        return text
+    if kind in ("DOUBLE", "FLOAT"):
+        return float(text)
+    return int(text)
+
+
+def read_battery_recording(path: Path) -> dict[str, object]:
+    """Topics of a dbus-recorder recording of one battery monitor, plus the system/0
+    paths a GX computes from it and leaves null when nothing provides them."""
+    lines = path.read_text().splitlines()
+    service_type = lines[0].split(".")[2]
+    state = {}
+    for line in lines[1:]:
+        if not line.strip():
+            break  # the initial state ends at the first blank line
+        fields = line.split("\t")
+        state[fields[0].lstrip("/")] = dbus_value(fields[1], fields[2])
+    instance = state["DeviceInstance"]
+    prefix = f"N/{RECORDING_PORTAL_ID}"
+    values = {f"{prefix}/{service_type}/{instance}/{p}": v for p, v in state.items()}
+    power = state.get("Dc/0/Power")
+    # NOTE: systemcalc's own rule for Dc/Battery/State was not checked; this uses the sign
+    # of the battery power with a 30 W dead band.
+    battery_state = None if power is None else 1 if power > 30 else 2 if power < -30 else 0
+    system = {
+        "Serial": RECORDING_PORTAL_ID,
+        "ActiveBatteryService": f"com.victronenergy.{service_type}/{instance}",
+        "Dc/Battery/Soc": state.get("Soc"),
+        "Dc/Battery/Voltage": state.get("Dc/0/Voltage"),
+        "Dc/Battery/Current": state.get("Dc/0/Current"),
+        "Dc/Battery/Power": power,
+        "Dc/Battery/Temperature": state.get("Dc/0/Temperature"),
+        "Dc/Battery/ConsumedAmphours": state.get("ConsumedAmphours"),
+        "Dc/Battery/TimeToGo": state.get("TimeToGo"),
+        "Dc/Battery/State": battery_state,
+        "Dc/Pv/Power": None,
+        "Dc/System/Power": None,
+        "Dc/Alternator/Power": None,
+        "Ac/ActiveIn/Source": None,
+        "Ac/In/NumberOfAcInputs": 0,
+    }
+    for phase in ("L1", "L2", "L3"):
+        system[f"Ac/ActiveIn/{phase}/Power"] = None
+        system[f"Ac/ConsumptionOnOutput/{phase}/Power"] = None
+    values.update({f"{prefix}/system/0/{p}": v for p, v in system.items()})
+    return values
+
+
 def main() -> None:
     host, port = sys.argv[1].rsplit(":", 1)
-    values = read_capture(Path(sys.argv[2]))
+    capture = Path(sys.argv[2])
+    if capture.suffix == ".csv":
+        values = read_battery_recording(capture)
+    else:
+        values = read_capture(capture)
     serial_topic = next(t for t in values if t.endswith("/system/0/Serial"))
     portal = serial_topic.split("/")[1]
     state = {"alive_until": 0.0}

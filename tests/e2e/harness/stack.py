@@ -50,6 +50,8 @@ class Environment:
 # Captures the simulated GX replays, by system name.
 SYSTEMS = {
     "boat": "sbender9__signalk-venus-plugin__test_vrm-test.log",
+    # A BMV-702 battery monitor alone (Victron's demo-mode recording).
+    "bmv702": "victronenergy__dbus-recorder__battery.csv",
 }
 
 class Stack:
