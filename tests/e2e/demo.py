@@ -8,16 +8,18 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.catalogue import load_catalogue  # noqa: E402
 from harness.procs import log, wait_until  # noqa: E402
 from harness.registry import DEVICE_NAME  # noqa: E402
 from harness.stack import Environment  # noqa: E402
 from scenarios.common import our_entities, running_stack, wait_settled  # noqa: E402
+
+
+# Tall enough for the device page to show every card of the boat's 38 entities.
+DEVICE_PAGE_HEIGHT = 2400
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,12 +71,20 @@ def device_id(stack) -> str:
     return devices[0]["id"]
 
 
-def log_excerpt(log_text: str, pattern: str, limit: int = 12) -> str:
-    """Lines of the bridge's log that match `pattern` (a regular expression), at most
-    `limit`, with the ANSI colour codes removed."""
+def log_excerpt(log_text: str, first: str, last: str, keep: str = ".") -> str:
+    """The bridge's log from the first line matching `first` to the next line matching
+    `last` (regular expressions), keeping the lines that match `keep`, without ANSI colour
+    codes and debug lines. Raises when `first` or `last` is not found, because an empty
+    excerpt would hide a change in the bridge's log."""
     plain = re.sub(r"\x1b\[[0-9;]*m", "", log_text)
-    lines = [line for line in plain.splitlines() if re.search(pattern, line)]
-    return "\n".join(lines[:limit]) + "\n"
+    lines = [line for line in plain.splitlines() if "DEBUG" not in line]
+    start = next((i for i, line in enumerate(lines) if re.search(first, line)), None)
+    if start is None:
+        raise RuntimeError(f"no line of the bridge's log matches {first!r}")
+    end = next((i for i in range(start, len(lines)) if re.search(last, lines[i])), None)
+    if end is None:
+        raise RuntimeError(f"no line after {first!r} matches {last!r} in the bridge's log")
+    return "\n".join(l for l in lines[start:end + 1] if re.search(keep, l)) + "\n"
 
 
 def main() -> int:
@@ -84,7 +94,6 @@ def main() -> int:
     env = Environment(chroot=args.chroot, binary=args.binary.resolve(),
                       repo=Path(__file__).resolve().parents[2], out=args.out.resolve(),
                       skip_pip_packages=args.skip_pip_packages)
-    load_catalogue(env.binary)
 
     with running_stack(env, "demo") as stack:
         camera = Camera(stack, args)
@@ -99,9 +108,14 @@ def main() -> int:
                     if e.entity_category != "diagnostic" and e.available]
         log(f"demo: {len(entities)} entities, {unavailable} unavailable")
 
+        def device_shot(file: str, status: str, **expectations) -> dict:
+            """A shot of the device page that must show the device and the bridge status."""
+            return {"path": device_page, "file": file, "height": DEVICE_PAGE_HEIGHT,
+                    "expect": [DEVICE_NAME, "Bridge status", status], **expectations}
+
         camera.take(
-            {"path": device_page, "file": "01-device-page.png", "fullPage": True,
-             "expect": [DEVICE_NAME], "expectMax": {"Unavailable": unavailable}},
+            device_shot("01-device-page.png", "connected",
+                        expectMax={"Unavailable": unavailable}),
             {"path": "/config/integrations/integration/mqtt", "file": "02-mqtt-integration.png",
              "expect": [DEVICE_NAME, "1 device", f"{len(entities)} entities"]},
         )
@@ -110,26 +124,29 @@ def main() -> int:
         stack.gx_broker.service.pause()
         wait_until(lambda: all(not our_entities(stack)[eid].available for eid in measured),
                    75, 1.0, "entities to become unavailable after the GX was frozen")
-        camera.take({"path": device_page, "file": "03-gx-unplugged.png", "fullPage": True,
-                     "expect": [DEVICE_NAME],
-                     "expectMin": {"Unavailable": len(measured)}})
+        status = our_entities(stack)["sensor.vt_bridge_status"].state
+        log(f"demo: GX frozen, bridge status {status}")
+        camera.take(device_shot("03-gx-unplugged.png", status,
+                                expectMin={"Unavailable": len(measured)}))
 
         stack.gx_broker.service.resume()
         stack.simulator.resume()
         wait_settled(stack, required=set(measured), timeout=120)
-        camera.take({"path": device_page, "file": "04-gx-back.png", "fullPage": True,
-                     "expect": [DEVICE_NAME], "expectMax": {"Unavailable": unavailable}})
-        time.sleep(1)
+        camera.take(device_shot("04-gx-back.png", "connected",
+                                expectMax={"Unavailable": unavailable}))
 
-        # TODO: add the picture of the bridge status for "MQTT is off on the GX" once
-        # `simulate` has its MQTT-disabled switch.
+        # TODO: add the picture of the bridge status for "MQTT is off on the GX" once the
+        # bridge reports mqtt_disabled and `simulate` can switch MQTT off.
 
         bridge_log = stack.bridge.log_text()
-    (args.docs / "log-discovery.txt").write_text(log_excerpt(bridge_log, r"(?i)discovery"))
-    (args.docs / "log-connection.txt").write_text(
-        log_excerpt(bridge_log, r"(?i)connect(ed|ing)"))
-    (args.docs / "log-reconnect.txt").write_text(
-        log_excerpt(bridge_log, r"(?i)(stale|lost|reconnect|recovered)"))
+    excerpts = {
+        "log-discovery.txt": log_excerpt(bridge_log, "starting", "publishing discovery"),
+        "log-connection.txt": log_excerpt(bridge_log, "connecting to the GX",
+                                          "status=connected"),
+        "log-reconnect.txt": log_excerpt(bridge_log, "status=stale", "status=connected"),
+    }
+    for name, text in excerpts.items():
+        (args.docs / name).write_text(text)
     log(f"demo: pictures and log excerpts written to {args.docs}")
     return 0
 

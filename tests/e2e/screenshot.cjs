@@ -4,7 +4,7 @@
 // SPEC: {"baseUrl", "tokens": {access_token, refresh_token, expires_in, client_id},
 //        "userDataDir", "textDir",
 //        "shots": [{"path", "file", "expect": [text...], "expectMin": {text: n},
-//                   "expectMax": {text: n}, "fullPage", "timeoutMs"}]}
+//                   "expectMax": {text: n}, "height", "timeoutMs"}]}
 // Every text in `expect` must appear in the page, shadow DOM included, and each text in
 // expectMin/expectMax must appear at least/at most n times, or the shot fails: a blank
 // page or a login page can never pass. The page text is saved in textDir for reading.
@@ -76,6 +76,9 @@ async function main() {
   let failed = 0;
   for (const shot of spec.shots) {
     const timeout = shot.timeoutMs || 30000;
+    // Home Assistant scrolls inside its own panel, not the document, so a long page
+    // needs a tall window rather than a full-page screenshot.
+    await page.setViewportSize({ width: 1280, height: shot.height || 1000 });
     await page.goto(spec.baseUrl + shot.path, { waitUntil: "load" });
     const deadline = Date.now() + timeout;
     let text = "";
@@ -96,7 +99,7 @@ async function main() {
     }
     // Let the last state changes and animations settle before the picture.
     await page.waitForTimeout(1500);
-    await page.screenshot({ path: shot.file, fullPage: !!shot.fullPage });
+    await page.screenshot({ path: shot.file });
     fs.writeFileSync(path.join(spec.textDir, path.basename(shot.file, ".png") + ".txt"),
                      text + "\n");
     if (missing.length) {
