@@ -63,6 +63,7 @@ def read_battery_recording(path: Path) -> dict[str, object]:
     paths a GX computes from it and leaves null when nothing provides them."""
     lines = path.read_text().splitlines()
     service_type = lines[0].split(".")[2]
+
     state = {}
     for line in lines[1:]:
         if not line.strip():
@@ -72,10 +73,19 @@ def read_battery_recording(path: Path) -> dict[str, object]:
     instance = state["DeviceInstance"]
     prefix = f"N/{RECORDING_PORTAL_ID}"
     values = {f"{prefix}/{service_type}/{instance}/{p}": v for p, v in state.items()}
-    power = state.get("Dc/0/Power")
+
     # NOTE: systemcalc's own rule for Dc/Battery/State was not checked; this uses the sign
-    # of the battery power with a 30 W dead band.
-    battery_state = None if power is None else 1 if power > 30 else 2 if power < -30 else 0
+    # of the battery power with a 30 W dead band (0 idle, 1 charging, 2 discharging).
+    power = state.get("Dc/0/Power")
+    if power is None:
+        battery_state = None
+    elif power > 30:
+        battery_state = 1
+    elif power < -30:
+        battery_state = 2
+    else:
+        battery_state = 0
+
     system = {
         "Serial": RECORDING_PORTAL_ID,
         "ActiveBatteryService": f"com.victronenergy.{service_type}/{instance}",
@@ -93,6 +103,7 @@ def read_battery_recording(path: Path) -> dict[str, object]:
         "Ac/ActiveIn/Source": None,
         "Ac/In/NumberOfAcInputs": 0,
     }
+
     for phase in ("L1", "L2", "L3"):
         system[f"Ac/ActiveIn/{phase}/Power"] = None
         system[f"Ac/ConsumptionOnOutput/{phase}/Power"] = None

@@ -1,11 +1,12 @@
 """Print the pip requirements that Home Assistant would install at run time.
 
 Runs with the Python of Home Assistant's venv. Home Assistant installs the `requirements`
-of each integration it sets up, of every integration in its `dependencies` and
-`after_dependencies`, and of the discovery integrations (ssdp, zeroconf, dhcp, mqtt, ...)
-whose manifest key the integration carries; auth MFA modules add their own REQUIREMENTS
-while the core starts. The end-to-end tests run Home Assistant in a network namespace with
-no route out, so every one of these must be installed beforehand.
+of each integration it sets up and of every integration in its `dependencies` and
+`after_dependencies`. It also installs those of the discovery integrations (ssdp,
+zeroconf, dhcp, mqtt, ...) whose manifest key the integration carries, and auth MFA
+modules add their own REQUIREMENTS while the core starts. The end-to-end tests run Home
+Assistant in a network namespace with no route out, so every one of these must be
+installed beforehand.
 
 With --check, exit 1 and name every requirement that Home Assistant would consider missing.
 With --skip-list, print the package names to pass to `hass --skip-pip-packages`.

@@ -44,9 +44,9 @@ in_chroot() {
 }
 
 # Runs a command as the first process of a new PID namespace inside a new network
-# namespace that has nothing but its own loopback. Multicast is routed to the loopback
-# because Home Assistant's zeroconf must join its multicast groups (without them every
-# aiohttp client session fails), and its mDNS packets then stay inside the namespace.
+# namespace that has nothing but its own loopback. Multicast is routed to the loopback,
+# because Home Assistant's zeroconf must join its multicast groups or every aiohttp
+# client session fails. Its mDNS packets then stay inside the namespace.
 # When the command exits, the kernel kills every process left in the PID namespace, and
 # the network namespace is deleted.
 run_in_test_namespace() {

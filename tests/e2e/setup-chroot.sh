@@ -2,16 +2,17 @@
 # Builds the end-to-end environment, idempotently, in $E2E_CACHE (outside the clone):
 # a Debian forky chroot with Python 3.14 and a venv holding Home Assistant Core and every
 # package Home Assistant would otherwise pip-install at run time. Each step is skipped when
-# its marker file says it is done, and each prints how long it took.
+# its marker file exists (with the expected content), and each prints how long it took.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 require_root
 t_setup=$(now)
 
-# Packages inside the chroot: python3-venv brings python3 (3.14 on forky); tzdata for
-# zoneinfo; libturbojpeg0 because the camera integration, which Home Assistant always
-# loads, warns without it; g++ and python3-dev because pymicro-vad and pyspeex-noise
-# (requirements of assist_pipeline, a default integration) have no cp314 wheels on PyPI.
+# Packages inside the chroot. python3-venv brings python3 (3.14 on forky), and tzdata is
+# for zoneinfo. libturbojpeg0 is there because the camera integration, which Home
+# Assistant always loads, warns without it. g++ and python3-dev are there because
+# pymicro-vad and pyspeex-noise (requirements of assist_pipeline, a default integration)
+# may have no cp314 wheels on PyPI and are then compiled.
 CHROOT_PACKAGES="python3 python3-venv python3-dev g++ tzdata ca-certificates libturbojpeg0"
 
 step_start() { log "setup: $*"; t_step=$(now); }

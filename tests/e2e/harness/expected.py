@@ -1,9 +1,12 @@
 """What Home Assistant should show for the real boat capture, computed from the capture.
 
-Each expectation names the GX source of one entity and the transform the bridge documents
-for it (the catalogue in src/model/catalogue.rs, rendered as docs/ENTITIES.md), so the
-expected state is the capture's value after that transform, never a number typed here.
-The units and classes are those the product promises for each entity id.
+Each expectation names the GX source of one entity and the transform the bridge's
+catalogue (src/model/catalogue.rs) documents for it, so the expected state is the
+capture's value after that transform, never a number typed here. The units and classes
+are those the product promises for each entity id.
+
+TODO: take ids, units and classes from `roamcore-victron entities --format json` once it
+exists, so this table keeps only the sources and transforms.
 """
 
 import json

@@ -288,8 +288,9 @@ class HomeAssistant:
     def finish_onboarding(self) -> None:
         """Completes the onboarding steps after the user step, so the web UI opens its
         pages instead of the onboarding wizard. The core_config step starts config flows
-        for google_translate, met, radio_browser and shopping_list; their requirements are
-        not installed, so those flows fail to load and log errors, but no entry is made."""
+        for google_translate, met, radio_browser and shopping_list. Home Assistant then
+        tries to pip-install their requirements, which fails without network and logs
+        errors, so no entry is made. Only the demo calls this."""
         status, steps = self.request("GET", "/api/onboarding", token="")
         if status != 200:
             return  # onboarding is finished
@@ -381,9 +382,9 @@ class HomeAssistant:
 
 
 def fill_form(schema: list[dict], answers: dict) -> dict:
-    """Builds the reply to a config-flow form: an answer given, else the suggested value,
-    else the default, else a neutral value for a required field. Sections (type
-    `expandable`) are filled recursively."""
+    """Builds the reply to a config-flow form. Each field gets the value from `answers`,
+    else the suggested value, else the default, else a neutral value when it is required.
+    Sections (type `expandable`) are filled recursively."""
     reply: dict[str, Any] = {}
     for field in schema:
         name = field["name"]

@@ -1,7 +1,7 @@
 """A minimal MQTT 3.1.1 client (QoS 0 only) on blocking sockets, for the GX mock.
 
-It connects, subscribes, publishes and hands every received PUBLISH to a callback from
-its reader thread; a second thread sends PINGREQ so the broker keeps the session.
+It connects, subscribes and publishes. Its reader thread hands every received PUBLISH to
+a callback, and a second thread sends PINGREQ so that the broker keeps the session.
 """
 
 import socket

@@ -118,6 +118,9 @@ class Stack:
         if not self.gx_broker.running():
             self.gx_broker.start()
         capture = self.env.captures / SYSTEMS[system]
+        if not capture.exists():
+            raise FileNotFoundError(f"GX capture {capture} not found; set ROAMCORE_CAPTURES "
+                                    f"to the folder that holds the captures")
         if self.env.simulator_built:
             # TODO: confirm these flags against `roamcore-victron simulate --help` once
             # the simulator is merged.

@@ -31,7 +31,7 @@ def restarts(env, checks):
         log(f"baseline: {len(baseline)} MQTT entities, {len(available)} available")
 
         def compare(label: str) -> None:
-            wait_settled(stack, required=available, timeout=180)
+            wait_settled(stack, required=available, timeout=180, quiet=3.0)
             view = registry_view(stack)
             extra = sorted(set(view) - set(baseline))
             missing = sorted(set(baseline) - set(view))

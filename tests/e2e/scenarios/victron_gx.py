@@ -51,7 +51,7 @@ def victron_gx_discovery(env, checks):
                 entries = [e for e in victron_entries(stack) if e.get("source") != "ignore"]
                 return not pending and not entries
 
-            checks.eventually(discovery_handled, 60,
+            checks.eventually(discovery_handled, 30,
                               "no victron_gx discovery waits for the owner and no victron_gx "
                               "entry exists besides an ignored one")
             log(f"victron_gx flows: {victron_flows(stack)}; entries: {victron_entries(stack)}")
