@@ -5,7 +5,6 @@ import math
 import subprocess
 import time
 
-from harness.procs import log, wait_until
 from harness.registry import DEVICE_NAME, Entity, mqtt_entities
 from harness.stack import Environment, Stack
 
@@ -97,17 +96,3 @@ def states_match(actual: str | None, expected: str | None, tolerance: float = 1e
     except (TypeError, ValueError):
         return False
     return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
-
-
-def wait_for(condition, timeout: float, what: str):
-    return wait_until(condition, timeout, 1.0, what)
-
-
-def timed(label: str):
-    """Context manager that logs how long a step took."""
-    @contextlib.contextmanager
-    def timer():
-        started = time.monotonic()
-        yield
-        log(f"{label}: {time.monotonic() - started:.1f} s")
-    return timer()

@@ -43,9 +43,11 @@ def numeric_match(state: str, expected: float, precision: int | None) -> bool:
 
 
 def fresh_install(env, checks):
-    """Fresh Home Assistant, bridge, simulated GX replaying the real boat capture: every
-    expected entity with exactly its id, on the one device, with the promised unit and
-    classes, showing the capture's value; no MQTT warning or error in Home Assistant's log.
+    """Fresh Home Assistant, bridge and simulated GX replaying the real boat capture.
+
+    Every expected entity has exactly its id, sits on the one device, has the promised
+    unit and classes and shows the capture's value. Home Assistant's log has no MQTT
+    warning or error.
     """
     capture = Capture(env.captures / SYSTEMS["boat"])
     roles = boat_roles(capture)

@@ -17,7 +17,7 @@ def gx_loss(env, checks):
     values again and no new entities.
 
     The GX broker and the simulator are frozen with SIGSTOP, so their TCP connections stay
-    open but nothing answers, as after a pulled cable. A killed broker would close the
+    open but nothing responds, as after a pulled cable. A killed broker would close the
     connection and tell the bridge at once, which is the easier case.
     """
     with running_stack(env, "gx_loss") as stack:

@@ -34,6 +34,8 @@ def delete_entity(env, checks):
         after_restart = wait_settled(stack, required=others)
         checks.empty(sorted(others - set(after_restart)),
                      "other entities present after a Home Assistant restart")
+        log(f"{DELETED} after the Home Assistant restart: "
+            f"{'back' if DELETED in after_restart else 'still gone'}")
 
         stack.stop_bridge()
         stack.start_bridge()

@@ -37,7 +37,7 @@ def victron_gx_discovery(env, checks):
             ssdp.start()
             stack.start_home_assistant()
 
-            # Precondition: Home Assistant sees the GX, or this scenario proves nothing.
+            # Precondition: Home Assistant discovers the GX, or this scenario proves nothing.
             checks.eventually(lambda: victron_flows(stack), 60,
                               "Home Assistant's victron_gx discovers the simulated GX")
             log(f"victron_gx flows before the bridge runs: {victron_flows(stack)}")
