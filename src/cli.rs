@@ -35,6 +35,11 @@ pub enum Command {
     Health(commands::health::HealthArgs),
     /// Print the entity catalogue as Markdown (the source of docs/ENTITIES.md).
     Entities(commands::entities::EntitiesArgs),
+    /// Search the LAN for the GX once and print what was found and decided.
+    Discover(Box<commands::discover::DiscoverArgs>),
+    /// Run the simulated GX's LAN presence: SSDP, web page, HTTPS, Modbus, mDNS (tests).
+    #[command(hide = true)]
+    SimLan(crate::sim::lan::SimLanArgs),
 }
 
 /// Log verbosity, from most to least detailed.
@@ -67,7 +72,8 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_GX_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
     pub gx_password: Option<String>,
 
-    /// Connect to the GX over TLS (port 8883). The GX certificate is pinned on first use.
+    /// Connect to the GX over TLS (port 8883). The GX certificate is pinned on first use
+    /// [default: false].
     #[arg(long, env = "ROAMCORE_GX_TLS", value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true")]
     pub gx_tls: Option<bool>,
@@ -77,7 +83,8 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_PORTAL_ID", value_name = "ID")]
     pub portal_id: Option<String>,
 
-    /// Search the LAN for the GX when no --gx is given (SSDP, mDNS, ARP, port probes).
+    /// Search the LAN for the GX when no --gx is given (SSDP, mDNS, ARP, port probes)
+    /// [default: true].
     #[arg(long, env = "ROAMCORE_SCAN", value_name = "BOOL")]
     pub scan: Option<bool>,
 
@@ -86,7 +93,7 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_SCAN_SUBNETS", value_name = "CIDR,...", value_delimiter = ',')]
     pub scan_subnets: Option<Vec<String>>,
 
-    /// Allow sweeping subnets larger than /24.
+    /// Allow sweeping subnets larger than /24 [default: false].
     #[arg(long, env = "ROAMCORE_SCAN_LARGE_SUBNETS", value_name = "BOOL")]
     pub scan_large_subnets: Option<bool>,
 
@@ -120,7 +127,8 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_OPTIONS", value_name = "FILE")]
     pub options: Option<PathBuf>,
 
-    /// Drop entities whose source has not been seen for this many days (0: never).
+    /// Drop entities whose source has not been seen for this many days, at start
+    /// [default: 0, never].
     #[arg(long, env = "ROAMCORE_FORGET_AFTER_DAYS", value_name = "DAYS")]
     pub forget_after_days: Option<u32>,
 
@@ -153,5 +161,7 @@ pub fn main() -> i32 {
         Command::Adopt(args) => commands::adopt::main(args),
         Command::Health(args) => commands::health::main(args),
         Command::Entities(args) => commands::entities::main(args),
+        Command::Discover(args) => commands::discover::main(*args),
+        Command::SimLan(args) => commands::sim_lan::main(args),
     }
 }

@@ -14,6 +14,9 @@ pub struct Timings {
     /// dbus-flashmq publishes `heartbeat` every 3 s while alive; no heartbeat for this long
     /// means the GX link is stale.
     pub gx_heartbeat_timeout: Duration,
+    /// A gap between heartbeats longer than this (1.5 periods) means the GX session may
+    /// have lapsed and been revived; values are then refreshed with a full keepalive.
+    pub gx_heartbeat_gap: Duration,
     /// How long to wait for `full_publish_completed` before treating the snapshot as
     /// complete anyway (dbus-mqtt never sends it; dbus-flashmq before Nov 2023 neither).
     pub gx_snapshot_fallback: Duration,
@@ -29,6 +32,9 @@ pub struct Timings {
     pub connect_timeout: Duration,
     /// First and largest reconnect delay (with +-20 % jitter).
     pub reconnect: (Duration, Duration),
+    /// Largest reconnect delay after a refused connection (with +-20 % jitter), so a GX
+    /// or broker that was restarting is found within 6 s of listening again.
+    pub reconnect_refused_max: Duration,
     /// Minimum interval between login attempts after the GX rejected our credentials.
     /// FlashMQ delays rejections by 1-6 s and rate-limits unknown passwords.
     pub auth_retry: Duration,
@@ -45,12 +51,14 @@ impl Timings {
         Timings {
             gx_keepalive: Duration::from_secs(30),
             gx_heartbeat_timeout: Duration::from_secs(10),
+            gx_heartbeat_gap: Duration::from_millis(4500),
             gx_snapshot_fallback: Duration::from_secs(10),
             gx_stale_retry: (Duration::from_secs(5), Duration::from_secs(30)),
             gx_serial_wait: Duration::from_secs(10),
             mqtt_keep_alive: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             reconnect: (Duration::from_secs(1), Duration::from_secs(30)),
+            reconnect_refused_max: Duration::from_secs(5),
             auth_retry: Duration::from_secs(60),
             birth_delay: (Duration::from_millis(500), Duration::from_secs(3)),
             tick: Duration::from_secs(1),
@@ -58,8 +66,10 @@ impl Timings {
         }
     }
 
-    /// Divides every duration by `factor` (>= 1). MQTT keepalive stays at 1 s or more
-    /// because the protocol counts it in whole seconds.
+    /// Divides every duration by `factor` (>= 1). The MQTT keepalive is rounded down to
+    /// whole seconds, at least 1 s, because CONNECT carries whole seconds and the broker
+    /// disconnects a client silent for 1.5 times that (MQTT 3.1.1 rule MQTT-3.1.2-24).
+    /// Pinging every 1.5 s after declaring 1 s got idle links dropped.
     pub fn scaled(factor: f64) -> Timings {
         let standard = Timings::standard();
         if factor <= 1.0 {
@@ -69,16 +79,33 @@ impl Timings {
         Timings {
             gx_keepalive: s(standard.gx_keepalive),
             gx_heartbeat_timeout: s(standard.gx_heartbeat_timeout),
+            gx_heartbeat_gap: s(standard.gx_heartbeat_gap),
             gx_snapshot_fallback: s(standard.gx_snapshot_fallback),
             gx_stale_retry: (s(standard.gx_stale_retry.0), s(standard.gx_stale_retry.1)),
             gx_serial_wait: s(standard.gx_serial_wait),
-            mqtt_keep_alive: s(standard.mqtt_keep_alive).max(Duration::from_secs(1)),
+            mqtt_keep_alive: Duration::from_secs(s(standard.mqtt_keep_alive).as_secs().max(1)),
             connect_timeout: s(standard.connect_timeout).max(Duration::from_secs(1)),
             reconnect: (s(standard.reconnect.0), s(standard.reconnect.1)),
+            reconnect_refused_max: s(standard.reconnect_refused_max),
             auth_retry: s(standard.auth_retry),
             birth_delay: (s(standard.birth_delay.0), s(standard.birth_delay.1)),
             tick: s(standard.tick).max(Duration::from_millis(20)),
             throttle_scale: 1.0 / factor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_keepalive_whole_seconds() {
+        for factor in [2.0, 7.0, 10.0, 15.0, 100.0] {
+            let keep_alive = Timings::scaled(factor).mqtt_keep_alive;
+            assert_eq!(keep_alive.subsec_nanos(), 0, "factor {factor}: {keep_alive:?}");
+            assert!(keep_alive >= Duration::from_secs(1), "factor {factor}: {keep_alive:?}");
+            assert!(keep_alive <= Duration::from_secs(15).div_f64(factor).max(Duration::from_secs(1)));
         }
     }
 }

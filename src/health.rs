@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// Where the health file lives unless `ROAMCORE_HEALTH_FILE` says otherwise.
+/// Default location of the health file, overridden by `ROAMCORE_HEALTH_FILE`.
 pub const DEFAULT_PATH: &str = "/tmp/roamcore-victron/health.json";
 
 /// Environment variable that overrides [`DEFAULT_PATH`] for the daemon and the check.
@@ -39,7 +39,7 @@ pub const MAX_TICK_AGE: Duration = Duration::from_secs(30);
 /// when no publish succeeded for this long (or since start).
 pub const MAX_PUBLISH_AGE: Duration = Duration::from_secs(300);
 
-/// Which clock the seconds in a [`HealthRecord`] are measured on.
+/// The clock that the seconds in a [`HealthRecord`] are measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockSource {
@@ -130,7 +130,7 @@ pub fn clock_now(source: ClockSource) -> Option<f64> {
     }
 }
 
-/// The clock this machine offers: uptime where `/proc/uptime` is readable.
+/// Picks the clock: uptime where `/proc/uptime` is readable, else Unix time.
 fn preferred_clock() -> ClockSource {
     if clock_now(ClockSource::Uptime).is_some() {
         ClockSource::Uptime
@@ -139,7 +139,7 @@ fn preferred_clock() -> ClockSource {
     }
 }
 
-/// The health-file path: `ROAMCORE_HEALTH_FILE`, else [`DEFAULT_PATH`].
+/// Returns the health-file path: `ROAMCORE_HEALTH_FILE`, else [`DEFAULT_PATH`].
 pub fn path_from_env() -> PathBuf {
     std::env::var_os(PATH_ENV)
         .filter(|value| !value.is_empty())
@@ -158,7 +158,7 @@ pub struct HealthReporter {
 }
 
 impl HealthReporter {
-    /// A reporter for the path from [`path_from_env`].
+    /// Creates a reporter for the path from [`path_from_env`].
     pub fn from_env() -> HealthReporter {
         HealthReporter::new(path_from_env())
     }
@@ -310,8 +310,10 @@ mod tests {
     #[test]
     fn verdict_messages_name_the_limit() {
         let text = Verdict::LoopStalled { seconds: 31.0 }.to_string();
-        assert!(text.contains("31 s") && text.contains("limit 30 s"), "{text}");
+        assert!(text.contains("31 s"), "{text}");
+        assert!(text.contains("limit 30 s"), "{text}");
         let text = Verdict::PublishStalled { seconds: 400.0 }.to_string();
-        assert!(text.contains("400 s") && text.contains("limit 300 s"), "{text}");
+        assert!(text.contains("400 s"), "{text}");
+        assert!(text.contains("limit 300 s"), "{text}");
     }
 }

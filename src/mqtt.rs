@@ -1,6 +1,8 @@
 //! One MQTT connection that never gives up: a task that drives rumqttc's event loop,
 //! reconnects with capped, jittered backoff, and hands events to the engine over a
 //! bounded channel (so a slow engine slows the socket instead of growing memory).
+//! A refused connection has a lower cap of its own: the attempt costs one round trip,
+//! and a rebooted GX or restarted broker should be found within seconds of coming back.
 //!
 //! rumqttc notes that shape this: its `poll` reconnects immediately after an error, so
 //! the backoff sleep is ours; subscriptions are not restored on a new clean session, so
@@ -36,6 +38,8 @@ pub struct LinkConfig {
     pub max_outgoing: usize,
     pub last_will: Option<LastWill>,
     pub reconnect: (Duration, Duration),
+    /// Largest reconnect delay after the connection was refused (nothing listening).
+    pub reconnect_refused_max: Duration,
     /// Wait at least this long before retrying after the broker rejected our login.
     pub auth_retry: Duration,
 }
@@ -117,8 +121,16 @@ impl LinkError {
     }
 }
 
+/// tokio-rustls reports certificate failures as I/O errors wrapping the rustls error.
+fn wrapped_pin_mismatch(error: &std::io::Error) -> bool {
+    error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(is_pin_mismatch)
+}
+
 fn classify(error: &ConnectionError) -> LinkError {
     match error {
+        ConnectionError::Tls(rumqttc::TlsError::Io(e)) | ConnectionError::Io(e) if wrapped_pin_mismatch(e) => {
+            LinkError::PinMismatch
+        }
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
         ) => LinkError::Auth,
@@ -141,6 +153,8 @@ pub enum LinkEvent {
     Connected,
     Message { topic: String, payload: rumqttc::Publish },
     Disconnected(LinkError),
+    /// The broker acknowledged one of our QoS 1 publishes.
+    Acked,
     /// Our DISCONNECT went out (shutdown).
     Closed,
 }
@@ -186,6 +200,7 @@ async fn pump(
     mut control: mpsc::Receiver<Control>,
 ) {
     let mut backoff = Backoff::new(config.reconnect.0, config.reconnect.1);
+    let mut refused_backoff = Backoff::new(config.reconnect.0, config.reconnect_refused_max);
     let mut connected_at: Option<Instant> = None;
     set_network_timeout(&mut eventloop, &config);
 
@@ -199,6 +214,7 @@ async fn pump(
                         set_network_timeout(&mut eventloop, &config);
                         eventloop.clean();
                         backoff.reset();
+                        refused_backoff.reset();
                         if connected_at.take().is_some()
                             && events.send(LinkEvent::Disconnected(LinkError::Closed("switching broker".into()))).await.is_err()
                         {
@@ -225,6 +241,11 @@ async fn pump(
                     return;
                 }
             }
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                if events.send(LinkEvent::Acked).await.is_err() {
+                    return;
+                }
+            }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 let _ = events.send(LinkEvent::Closed).await;
                 return;
@@ -237,8 +258,12 @@ async fn pump(
                 // drops right after connecting keeps growing it.
                 if connected_at.take().is_some_and(|at| at.elapsed() >= Duration::from_secs(30)) {
                     backoff.reset();
+                    refused_backoff.reset();
                 }
-                let mut delay = backoff.next_delay();
+                let mut delay = match link_error {
+                    LinkError::Refused => refused_backoff.next_delay(),
+                    _ => backoff.next_delay(),
+                };
                 if link_error == LinkError::Auth {
                     delay = delay.max(config.auth_retry);
                 }
@@ -255,6 +280,7 @@ async fn pump(
                             set_network_timeout(&mut eventloop, &config);
                             eventloop.clean();
                             backoff.reset();
+                            refused_backoff.reset();
                         }
                         Some(Control::Stop) | None => return,
                     },

@@ -116,6 +116,12 @@ impl Supervisor {
         &self.base_url
     }
 
+    /// Returns the add-on's token, for the Core WebSocket API, which takes it inside its `auth`
+    /// message instead of a header. Never log it.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// Asks once for Home Assistant's broker (`GET /services/mqtt`).
     pub async fn mqtt_service(&self) -> Result<MqttService, SupervisorError> {
         let path = "/services/mqtt";

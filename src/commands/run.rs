@@ -35,6 +35,15 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
         tracing::warn!(dir = %settings.data_dir.display(), error = %e, "cannot create the data directory; nothing will be remembered across restarts");
     }
 
+    let pid_file = settings.data_dir.join(super::PID_FILE);
+    let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
+    if settings.forget_after_days > 0 {
+        let forgotten = super::forget::forget(&settings.data_dir, settings.forget_after_days);
+        if !forgotten.is_empty() {
+            tracing::info!(days = settings.forget_after_days, entities = ?forgotten, "forgetting entities whose source was not seen recently");
+        }
+    }
+
     let timings = Timings::scaled(settings.time_scale);
     let ha = match (&settings.ha_broker, &supervisor) {
         (Some(broker), _) => ha_link_config(
@@ -72,6 +81,7 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>) -> i32 {
         None => engine.start_discovery(),
     }
     engine.run(shutdown_signal()).await;
+    let _ = std::fs::remove_file(&pid_file);
     tracing::info!("stopped");
     0
 }
@@ -82,6 +92,18 @@ fn log_start(settings: &Settings, supervised: bool) {
         supervised,
         data_dir = %settings.data_dir.display(),
         "RoamCore Victron starting"
+    );
+    tracing::debug!(
+        gx = ?settings.gx,
+        gx_tls = settings.gx_tls,
+        gx_username = settings.gx_username.as_deref().unwrap_or(""),
+        gx_password_set = settings.gx_password.is_some(),
+        portal_id = settings.portal_id.as_deref().unwrap_or(""),
+        scan = settings.scan,
+        scan_subnets = %settings.scan_subnets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+        discovery_prefix = %settings.discovery_prefix,
+        forget_after_days = settings.forget_after_days,
+        "effective settings"
     );
     if !settings.applied_options.is_empty() {
         tracing::info!("options applied: {}", config::describe_applied(settings));

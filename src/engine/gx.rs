@@ -72,6 +72,7 @@ impl Engine {
             max_outgoing: 64 * 1024,
             last_will: None,
             reconnect: self.timings.reconnect,
+            reconnect_refused_max: self.timings.reconnect_refused_max,
             auth_retry: self.timings.auth_retry,
         };
 
@@ -113,7 +114,7 @@ impl Engine {
                 self.on_gx_message(&topic, &payload.payload, now);
             }
             LinkEvent::Disconnected(error) => self.on_gx_disconnected(error, now),
-            LinkEvent::Closed => {}
+            LinkEvent::Acked | LinkEvent::Closed => {}
         }
     }
 
@@ -186,10 +187,13 @@ impl Engine {
 
     fn on_gx_disconnected(&mut self, error: LinkError, now: Instant) {
         let label = self.gx_label();
-        let was_up = self.session.portal().is_some();
+        // The portal id outlives the connection, so it cannot tell a lost link from
+        // another failed attempt.
+        let was_up = self.session.is_connected();
         let actions = self.session.disconnected();
         self.perform(actions, now);
         self.stats.gx_reconnects += u64::from(was_up);
+        self.lan_link_down(&error, now);
 
         match error {
             LinkError::Auth => {
@@ -208,6 +212,18 @@ impl Engine {
                         "The GX at {label} presents a different TLS certificate than the one trusted before. \
                          If the GX was reset or replaced, re-trust it (docs/USER.md, \"Re-pinning the GX certificate\"); \
                          otherwise another device is answering at that address."
+                    ),
+                );
+            }
+            // A GX that delivered data before (this run, or stored capabilities) and now
+            // refuses is most likely rebooting; only a GX never seen gets this advice.
+            LinkError::Refused if !was_up && self.lan.is_none() && self.model.capabilities().is_empty() => {
+                self.set_status(
+                    BridgeStatus::MqttDisabled,
+                    format!(
+                        "Nothing accepts MQTT connections at {label}. If this is your GX, switch on MQTT: on the GX \
+                         open Settings -> Integrations and turn on MQTT Access (with the Secured profile, also set \
+                         gx_tls and gx_password). Otherwise check the gx_host option."
                     ),
                 );
             }
@@ -264,6 +280,13 @@ impl Engine {
 
     fn on_portal(&mut self, portal: String) {
         tracing::info!(gx = %self.gx_label(), portal_id = %portal, "GX identified; requesting a full publish");
+        if self.last_portal.as_ref().is_some_and(|last| *last != portal) {
+            // Another GX was adopted: its devices are new; entity ids stay the same.
+            tracing::info!(old = ?self.last_portal, new = %portal, "a different GX; forgetting the old GX's devices");
+            let changes = self.model.clear_gx(super::Engine::unix_now());
+            self.apply(changes, Instant::now());
+        }
+        self.last_portal = Some(portal.clone());
         self.status.set_gx(None, Some(portal.clone()));
         if let Some(target) = self.gx_target.clone() {
             if target.tls {
@@ -276,6 +299,9 @@ impl Engine {
     /// Trust on first use: pins the certificate the GX just presented.
     fn pin_certificate(&mut self, target: &GxTarget, portal: &str) {
         let Some(fingerprint) = self.current_tls_observed() else { return };
+        if let Some(verifier) = &self.gx_verifier {
+            verifier.pin(fingerprint);
+        }
         let mut pins = PinStore::open(&self.settings.data_dir);
         let by_portal = pins.pin(portal, &fingerprint);
         let by_host = pins.pin(&host_pin_key(&target.host), &fingerprint);
@@ -292,6 +318,7 @@ impl Engine {
 
     fn gx_came_online(&mut self, now: Instant) {
         self.gx_online = true;
+        self.lan_link_up();
         self.publish_retained(gx_topic(), b"online".to_vec());
         // Every state must now be the GX's current value, whatever the throttle published
         // before the gap.
@@ -301,6 +328,9 @@ impl Engine {
         let portal = self.session.portal().unwrap_or("?").to_string();
         self.set_status(BridgeStatus::Connected, format!("Connected to the GX {portal} at {label}."));
         self.publish_status();
+        if let (Some(task), Some(portal)) = (&self.victron_gx, self.session.portal()) {
+            task.gx_adopted(portal);
+        }
     }
 
     fn gx_went_offline(&mut self, reason: &'static str) {
@@ -342,16 +372,5 @@ fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((i, _)) => &text[..i],
         None => text,
-    }
-}
-
-impl Engine {
-    /// Finds the GX on the LAN (no host configured).
-    /// TODO: wire the discovery module; until then the bridge waits for a configured host.
-    pub fn start_discovery(&mut self) {
-        self.set_status(
-            BridgeStatus::Searching,
-            "No GX host configured; searching the LAN is not available in this build. Set gx_host.",
-        );
     }
 }

@@ -37,6 +37,9 @@ impl Engine {
             LinkEvent::Message { topic, payload } => {
                 if topic.ends_with("/status") && payload.payload.as_ref() == b"online" {
                     self.notifier.refresh();
+                    if let Some(task) = &self.victron_gx {
+                        task.core_restarted();
+                    }
                     let (low, high) = self.timings.birth_delay;
                     let delay = rand::rng().random_range(low.as_secs_f64()..=high.as_secs_f64().max(low.as_secs_f64()));
                     self.birth_republish_at = Some(now + Duration::from_secs_f64(delay));
@@ -60,6 +63,7 @@ impl Engine {
                     self.ha_auth_failed();
                 }
             }
+            LinkEvent::Acked => self.health_published = Some(now),
             LinkEvent::Closed => self.ha_connected = false,
         }
     }
@@ -180,11 +184,23 @@ impl Engine {
         match self.ha.client.try_publish(topic, QOS, true, payload.clone()) {
             Ok(()) => {
                 self.stats.ha_published += 1;
-                self.health_published = Some(Instant::now());
                 true
             }
             Err(_) => false,
         }
+    }
+}
+
+impl Engine {
+    /// Publishes a small non-retained message whose acknowledgement proves to the health
+    /// check that Home Assistant's broker still takes our publishes while nothing changes.
+    pub(super) fn publish_liveness(&mut self) {
+        if !self.ha_connected {
+            return;
+        }
+        let topic = format!("{}/heartbeat", discovery::BASE);
+        let payload = Engine::unix_now().to_string();
+        let _ = self.ha.client.try_publish(topic, QOS, false, payload.into_bytes());
     }
 }
 
@@ -224,6 +240,7 @@ pub fn ha_link_config(timings: &Timings, host: String, port: u16, username: Opti
         max_outgoing: 1024 * 1024,
         last_will: Some(rumqttc::LastWill::new(bridge_topic(), "offline", QOS, true)),
         reconnect: timings.reconnect,
+        reconnect_refused_max: timings.reconnect_refused_max,
         auth_retry: timings.reconnect.0,
     }
 }

@@ -7,6 +7,7 @@
 
 mod gx;
 mod ha;
+mod lan;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,7 @@ use crate::config::Settings;
 use crate::gx::session::Session;
 use crate::gx::tls::PinningVerifier;
 use crate::ha::notify::Notifier;
+use crate::ha::victron_gx;
 use crate::health::HealthReporter;
 use crate::model::normalise::{Changes, Normaliser};
 use crate::model::registry::{EntityId, Registry};
@@ -74,12 +76,19 @@ pub struct Engine {
     gx_target: Option<GxTarget>,
     gx_online: bool,
     gx_verifier: Option<Arc<PinningVerifier>>,
+    /// Running LAN discovery, when no GX host is configured.
+    lan: Option<lan::Lan>,
+    /// Portal id of the GX this process last connected to.
+    last_portal: Option<String>,
     ha: Link,
     ha_config: LinkConfig,
     ha_connected: bool,
     ha_broker_label: String,
     supervisor: Option<Supervisor>,
     notifier: Notifier,
+    /// Task that ignores Home Assistant's own discovery of our GX, present only under a
+    /// Supervisor.
+    victron_gx: Option<victron_gx::Handle>,
     health: HealthReporter,
     health_published: Option<Instant>,
     internal_tx: mpsc::Sender<Internal>,
@@ -95,6 +104,14 @@ pub struct Engine {
     stats: Stats,
     started: Instant,
     last_save: Instant,
+    last_liveness: Instant,
+    /// When the periodic tick is due next. Kept as an instant, not recomputed as
+    /// `now + tick` on every loop turn, so a steady stream of GX messages cannot keep
+    /// postponing the tick (health record, status, stats).
+    next_tick: Instant,
+    /// Interval of the counters line for benchmarks (`ROAMCORE_STATS_EVERY`, seconds).
+    stats_every: Option<Duration>,
+    last_stats: Instant,
 }
 
 impl Engine {
@@ -106,6 +123,8 @@ impl Engine {
         let model = Normaliser::new(registry);
         let ha = crate::mqtt::spawn(ha_config.clone(), 4096, 256);
         let notifier = Notifier::spawn(supervisor.clone(), timings.reconnect);
+        let schedule = victron_gx::Schedule::scaled(settings.time_scale);
+        let victron_gx = supervisor.clone().map(|s| victron_gx::spawn_with(s, schedule));
         let (internal_tx, internal_rx) = mpsc::channel(8);
         let mut engine = Engine {
             status: status::BridgeState::new(&settings),
@@ -118,12 +137,15 @@ impl Engine {
             gx_target: None,
             gx_online: false,
             gx_verifier: None,
+            lan: None,
+            last_portal: None,
             ha_broker_label: ha_config.address(),
             ha,
             ha_config,
             ha_connected: false,
             supervisor,
             notifier,
+            victron_gx,
             health,
             health_published: None,
             internal_tx,
@@ -136,6 +158,14 @@ impl Engine {
             stats: Stats::default(),
             started: Instant::now(),
             last_save: Instant::now(),
+            last_liveness: Instant::now(),
+            next_tick: Instant::now(),
+            stats_every: std::env::var("ROAMCORE_STATS_EVERY")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| *v > 0.0)
+                .map(Duration::from_secs_f64),
+            last_stats: Instant::now(),
         };
         engine.sync_policies();
         engine.publish_initial();
@@ -164,6 +194,7 @@ impl Engine {
                     None => break,
                 },
                 Some(internal) = self.internal_rx.recv() => self.on_internal(internal),
+                event = lan::recv(&mut self.lan) => self.on_discovery_event(event),
                 event = gx::recv(&mut self.gx) => {
                     self.on_gx_event(event);
                     for _ in 0..BATCH {
@@ -188,7 +219,7 @@ impl Engine {
     /// The earliest time something is due.
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
-        let mut deadline = now + self.timings.tick;
+        let mut deadline = self.next_tick;
         for candidate in [
             self.throttle.next_deadline(),
             self.session.next_deadline(),
@@ -204,8 +235,10 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.next_tick = now + self.timings.tick;
         let actions = self.session.tick(now);
         self.perform(actions, now);
+        self.lan_tick(now);
 
         for (index, state) in self.throttle.due(now) {
             self.publish_state(EntityId(index), &state);
@@ -224,6 +257,22 @@ impl Engine {
         if now.duration_since(self.last_save) >= Duration::from_secs(60) || self.model.registry.is_dirty() && now.duration_since(self.last_save) >= Duration::from_secs(5) {
             self.model.registry.save();
             self.last_save = now;
+        }
+        if now.duration_since(self.last_liveness) >= Duration::from_secs(60) {
+            self.last_liveness = now;
+            self.publish_liveness();
+        }
+        if let Some(every) = self.stats_every {
+            if now.duration_since(self.last_stats) >= every {
+                self.last_stats = now;
+                tracing::info!(
+                    gx_messages = self.stats.gx_messages,
+                    gx_oversized = self.stats.gx_oversized,
+                    ha_published = self.stats.ha_published,
+                    gx_reconnects = self.stats.gx_reconnects,
+                    "stats"
+                );
+            }
         }
         self.status.tick(now);
         self.health.record(now, self.health_published, self.ha_connected);

@@ -73,6 +73,21 @@ impl GxValue {
     }
 }
 
+impl std::fmt::Display for GxValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GxValue::Null => f.write_str("null"),
+            GxValue::Number(n) => write!(f, "{n}"),
+            GxValue::Text(s) => write!(f, "\"{}\"", s.chars().take(40).collect::<String>()),
+            GxValue::Bool(b) => write!(f, "{b}"),
+            GxValue::Json(v) => {
+                let text = v.to_string();
+                write!(f, "{}", text.chars().take(40).collect::<String>())
+            }
+        }
+    }
+}
+
 /// A payload after parsing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {

@@ -111,6 +111,11 @@ impl Session {
         matches!(self.phase, Phase::Stale { .. })
     }
 
+    /// True from the broker's CONNACK until the connection drops.
+    pub fn is_connected(&self) -> bool {
+        self.phase != Phase::Disconnected
+    }
+
     /// The broker accepted our connection.
     pub fn connected(&mut self, now: Instant) -> Vec<Action> {
         self.phase = Phase::WaitingSerial { since: now, warned: false };
@@ -161,11 +166,36 @@ impl Session {
     /// `N/<portal>/heartbeat`: only dbus-flashmq sends it.
     pub fn heartbeat(&mut self, now: Instant) -> Vec<Action> {
         self.firmware = Firmware::FlashMq;
+        let gap = self.last_heartbeat.map(|at| now.duration_since(at));
         self.last_heartbeat = Some(now);
-        if let Phase::Stale { heartbeat_back, .. } = &mut self.phase {
-            heartbeat_back.get_or_insert(now);
+        match &self.phase {
+            Phase::Stale { token, heartbeat_back: None, .. } => {
+                let token = token.clone();
+
+                // The GX is back, but the full keepalives sent while it was silent may have
+                // been lost. Ask again now rather than at the next retry, which can be up to
+                // 36 s away: the fallback in `tick` ends the snapshot 10 s after this
+                // heartbeat, and ending it without a republish would mark every device as
+                // gone.
+                let next_retry = now + self.stale_backoff.next_delay();
+                self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: Some(now) };
+                self.last_keepalive = Some(now);
+                vec![Action::Keepalive(full_keepalive(&token))]
+            }
+            // Heartbeats came back after a gap: the GX session may have lapsed and been
+            // revived by a keepalive without a republish, so refresh every value.
+            Phase::Live if gap.is_some_and(|gap| gap > self.timings.gx_heartbeat_gap) => self.resync(now),
+            _ => Vec::new(),
         }
-        Vec::new()
+    }
+
+    /// Asks for a full republish while staying online. No snapshot is tracked: if the
+    /// republish were lost, ending a tracked snapshot would mark every device as gone.
+    fn resync(&mut self, now: Instant) -> Vec<Action> {
+        let token = self.next_token();
+        self.phase = Phase::Snapshot { since: now, token: Some(token.clone()) };
+        self.last_keepalive = Some(now);
+        vec![Action::Keepalive(full_keepalive(&token))]
     }
 
     /// `N/<portal>/full_publish_completed`, with the echo token if it carried one.
@@ -244,12 +274,19 @@ impl Session {
 
         let due = self.last_keepalive.is_none_or(|at| now.duration_since(at) >= self.timings.gx_keepalive);
         if due {
-            self.last_keepalive = Some(now);
-            let payload = match (self.firmware, &self.phase) {
-                (Firmware::FlashMq, Phase::Live) => SUPPRESS_REPUBLISH.to_string(),
-                _ => String::new(),
-            };
-            actions.push(Action::Keepalive(payload));
+            let heartbeat_gap = self.last_heartbeat.is_some_and(|at| now.duration_since(at) > self.timings.gx_heartbeat_gap);
+            match (self.firmware, &self.phase) {
+                // A keepalive that may revive a lapsed session must be a full one.
+                (Firmware::FlashMq, Phase::Live) if heartbeat_gap => actions.extend(self.resync(now)),
+                (Firmware::FlashMq, Phase::Live) => {
+                    self.last_keepalive = Some(now);
+                    actions.push(Action::Keepalive(SUPPRESS_REPUBLISH.to_string()));
+                }
+                _ => {
+                    self.last_keepalive = Some(now);
+                    actions.push(Action::Keepalive(String::new()));
+                }
+            }
         }
         actions
     }
@@ -351,11 +388,13 @@ mod tests {
         s.heartbeat(t0 + secs(1));
         let actions = s.full_publish_completed(None, t0 + secs(2));
         assert_eq!(actions, vec![Action::SnapshotEnd, Action::Online]);
-        for n in 1..=4u64 {
-            let at = t0 + secs(30 * n);
-            s.heartbeat(at - secs(1));
-            assert_eq!(keepalives(&s.tick(at)), vec![SUPPRESS_REPUBLISH]);
+        let mut sent = Vec::new();
+        for second in (3..=120u64).step_by(3) {
+            let at = t0 + secs(second);
+            s.heartbeat(at);
+            sent.extend(keepalives(&s.tick(at)).into_iter().map(str::to_string));
         }
+        assert_eq!(sent, vec![SUPPRESS_REPUBLISH; 4]);
     }
 
     #[test]
@@ -378,6 +417,25 @@ mod tests {
         assert!(s.full_publish_completed(Some("someone-else"), t0 + secs(11)).is_empty());
         let actions = s.full_publish_completed(Some(&token), t0 + secs(12));
         assert_eq!(actions, vec![Action::SnapshotEnd, Action::Online]);
+    }
+
+    #[test]
+    fn stale_heartbeat_back_asks_again() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        let first = keepalives(&s.tick(t0 + secs(10))).concat();
+
+        // Silent long enough for the retry delay to reach its cap.
+        for second in 11..120 {
+            s.tick(t0 + secs(second));
+        }
+        let actions = s.heartbeat(t0 + secs(120));
+        assert_eq!(keepalives(&actions), vec![first.as_str()], "full keepalive with the same token at once");
+        assert!(s.heartbeat(t0 + secs(121)).is_empty(), "asked once per return");
+        assert!(s.is_stale(), "live only after the republish");
     }
 
     #[test]
@@ -426,6 +484,43 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_gap_triggers_full_keepalive_without_going_offline() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        s.heartbeat(t0 + secs(3));
+
+        // The session lapsed and came back: heartbeats resume after 8 s.
+        let actions = s.heartbeat(t0 + secs(11) - Duration::from_millis(500));
+        assert!(!actions.iter().any(|a| matches!(a, Action::Offline(_))), "{actions:?}");
+        let sent = keepalives(&actions);
+        assert_eq!(sent.len(), 1, "{actions:?}");
+        assert!(sent[0].contains("full-publish-completed-echo"), "{}", sent[0]);
+    }
+
+    #[test]
+    fn periodic_keepalive_after_silence_is_full() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.heartbeat(t0);
+        s.full_publish_completed(None, t0);
+        for n in 1..10 {
+            s.heartbeat(t0 + secs(3 * n));
+        }
+        // Last heartbeat at 27 s; at 30 s the keepalive is due and 3 s is no gap.
+        assert_eq!(keepalives(&s.tick(t0 + secs(30))), vec![SUPPRESS_REPUBLISH]);
+        s.heartbeat(t0 + secs(30));
+        s.heartbeat(t0 + secs(33));
+        // Heartbeats stop at 33 s; the keepalive due at 60 s would come after a 27 s
+        // silence, but the watchdog has gone stale at 43 s already.
+        let actions = s.tick(t0 + secs(43));
+        assert!(actions.contains(&Action::Offline("no heartbeat from the GX for 10 s")));
+    }
+
+    #[test]
     fn missing_serial_is_reported_once() {
         let (mut s, t0) = session();
         s.connected(t0);
@@ -439,7 +534,9 @@ mod tests {
         let (mut s, t0) = session();
         s.connected(t0);
         s.serial("p", t0);
+        assert!(s.is_connected());
         assert_eq!(s.disconnected(), vec![Action::Offline("connection to the GX broker lost")]);
+        assert!(!s.is_connected());
         assert!(s.tick(t0 + secs(100)).is_empty());
     }
 }

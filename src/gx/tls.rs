@@ -53,7 +53,7 @@ pub fn parse_fingerprint(text: &str) -> Option<Fingerprint> {
 /// and records what the server presented.
 #[derive(Debug)]
 pub struct PinningVerifier {
-    expected: Option<Fingerprint>,
+    expected: Mutex<Option<Fingerprint>>,
     observed: Mutex<Option<Fingerprint>>,
     provider: Arc<CryptoProvider>,
 }
@@ -62,6 +62,13 @@ impl PinningVerifier {
     /// The fingerprint of the certificate seen in the last handshake, if any.
     pub fn observed(&self) -> Option<Fingerprint> {
         *self.observed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Accepts only `pin` from now on. The engine calls it when it pins the first
+    /// certificate, because the link reuses this verifier for every reconnect and would
+    /// otherwise still trust any certificate.
+    pub fn pin(&self, pin: Fingerprint) {
+        *self.expected.lock().unwrap_or_else(|e| e.into_inner()) = Some(pin);
     }
 }
 
@@ -77,7 +84,8 @@ impl ServerCertVerifier for PinningVerifier {
         let seen = fingerprint(end_entity.as_ref());
         *self.observed.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
 
-        match self.expected {
+        let expected = *self.expected.lock().unwrap_or_else(|e| e.into_inner());
+        match expected {
             Some(pin) if pin != seen => Err(Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             )),
@@ -114,7 +122,7 @@ impl ServerCertVerifier for PinningVerifier {
 pub fn client_config(expected: Option<Fingerprint>) -> (Arc<ClientConfig>, Arc<PinningVerifier>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(PinningVerifier {
-        expected,
+        expected: Mutex::new(expected),
         observed: Mutex::new(None),
         provider: provider.clone(),
     });
@@ -188,6 +196,24 @@ mod tests {
         assert_eq!(text.len(), 32 * 3 - 1);
         assert_eq!(parse_fingerprint(&text), Some(fp));
         assert_eq!(parse_fingerprint("AB:CD"), None);
+    }
+
+    fn present(verifier: &PinningVerifier, der: &[u8]) -> Result<ServerCertVerified, Error> {
+        let name = ServerName::try_from("venus.local").unwrap();
+        verifier.verify_server_cert(&CertificateDer::from(der.to_vec()), &[], &name, &[], UnixTime::now())
+    }
+
+    #[test]
+    fn verifier_enforces_pin_once_set() {
+        let (_, verifier) = client_config(None);
+        assert!(present(&verifier, b"first").is_ok(), "trust on first use");
+        assert!(present(&verifier, b"second").is_ok(), "nothing pinned yet");
+
+        verifier.pin(fingerprint(b"first"));
+        assert!(present(&verifier, b"first").is_ok());
+        let changed = present(&verifier, b"second").unwrap_err();
+        assert!(is_pin_mismatch(&changed), "{changed:?}");
+        assert_eq!(verifier.observed(), Some(fingerprint(b"second")));
     }
 
     #[test]

@@ -200,3 +200,122 @@ pub fn device_config<'a>(
         components,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::catalogue::CATALOGUE;
+    use crate::model::eval::Eval;
+    use crate::model::registry::{expand_key, Binding};
+    use crate::model::spec::Family;
+
+    /// Allowed units and state classes per sensor device class, from Home Assistant's
+    /// `sensor/const.py` (`DEVICE_CLASS_UNITS`, `DEVICE_CLASS_STATE_CLASSES`).
+    fn sensor_rules(device_class: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+        const MEASUREMENT: &[&str] = &["measurement"];
+        let rules: (&[&str], &[&str]) = match device_class {
+            "battery" | "humidity" => (&["%"], MEASUREMENT),
+            "voltage" => (&["V", "mV", "µV", "kV", "MV"], MEASUREMENT),
+            "current" => (&["A", "mA", "µA"], MEASUREMENT),
+            "power" => (&["mW", "W", "kW", "MW", "GW", "TW"], MEASUREMENT),
+            "energy" => (
+                &["J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh", "cal", "kcal", "Mcal", "Gcal"],
+                &["total", "total_increasing"],
+            ),
+            "duration" => (&["d", "h", "min", "s", "ms", "µs"], &["measurement", "total", "total_increasing"]),
+            "temperature" => (&["°C", "°F", "K"], MEASUREMENT),
+            "volume_storage" => (&["L", "mL", "gal", "fl. oz.", "m³", "ft³", "CCF", "MCF"], MEASUREMENT),
+            "frequency" => (&["mHz", "Hz", "kHz", "MHz", "GHz"], MEASUREMENT),
+            "speed" => (&["ft/s", "in/d", "in/h", "in/s", "km/h", "kn", "m/s", "mph", "mm/d", "mm/s"], MEASUREMENT),
+            _ => return None,
+        };
+        Some(rules)
+    }
+
+    const BINARY_CLASSES: &[&str] = &["battery", "plug", "power", "problem", "connectivity", "running"];
+
+    fn sample_entities() -> Vec<Entity> {
+        CATALOGUE
+            .iter()
+            .map(|def| {
+                let key = match def.family {
+                    Some(Family::Tank) => expand_key(def, "fresh_water", 2),
+                    Some(Family::Temperature) => expand_key(def, "fridge", 1),
+                    Some(Family::ExtraBattery) => expand_key(def, "", 2),
+                    None => def.key.to_string(),
+                };
+                Entity {
+                    key,
+                    def,
+                    name: def.name.replace("{name}", "Sample"),
+                    binding: Binding::Fixed,
+                    ever_valued: true,
+                    eval: Eval::Unavailable,
+                    last_seen: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn is_slug(text: &str) -> bool {
+        !text.is_empty() && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    #[test]
+    fn every_entity_config_follows_home_assistant_rules() {
+        for entity in sample_entities() {
+            let config = entity_config(&entity);
+            let id = &entity.key;
+
+            assert!(is_slug(&config.unique_id), "{id}: unique_id {}", config.unique_id);
+            let (domain, object) = config.default_entity_id.split_once('.').expect("domain.object");
+            assert_eq!(domain, config.platform, "{id}: default_entity_id domain");
+            assert!(is_slug(object), "{id}: default_entity_id {}", config.default_entity_id);
+            assert!(!config.name.contains('{'), "{id}: unexpanded name {}", config.name);
+
+            match config.platform {
+                "sensor" => match config.device_class {
+                    Some("enum") => {
+                        let options = config.options.as_ref().expect("enum needs options");
+                        assert!(!options.is_empty(), "{id}: empty options");
+                        assert!(config.unit_of_measurement.is_none(), "{id}: enum with unit");
+                        assert!(config.state_class.is_none(), "{id}: enum with state class");
+                    }
+                    Some(class) => {
+                        let (units, state_classes) = sensor_rules(class).unwrap_or_else(|| panic!("{id}: unknown class {class}"));
+                        let unit = config.unit_of_measurement.unwrap_or_else(|| panic!("{id}: {class} needs a unit"));
+                        assert!(units.contains(&unit), "{id}: unit {unit} not allowed for {class}");
+                        if let Some(state_class) = config.state_class {
+                            assert!(state_classes.contains(&state_class), "{id}: {state_class} not allowed for {class}");
+                        }
+                    }
+                    None => assert!(config.options.is_none(), "{id}: options without enum class"),
+                },
+                "binary_sensor" => {
+                    let class = config.device_class.expect("binary sensors here all have a class");
+                    assert!(BINARY_CLASSES.contains(&class), "{id}: binary class {class}");
+                    assert!(config.unit_of_measurement.is_none() && config.state_class.is_none(), "{id}");
+                }
+                "device_tracker" => {
+                    assert!(config.state_topic.is_none(), "{id}: tracker state_topic is deprecated");
+                    assert!(config.json_attributes_topic.is_some(), "{id}: tracker needs attributes");
+                }
+                other => panic!("{id}: unexpected platform {other}"),
+            }
+
+            let diagnostic = config.entity_category == Some("diagnostic");
+            assert_eq!(config.availability.len(), if diagnostic { 1 } else { 3 }, "{id}: availability topics");
+            assert_eq!(config.availability_mode, "all");
+        }
+    }
+
+    #[test]
+    fn removal_entry_is_platform_only() {
+        let removed = vec![("tank_fuel_level".to_string(), "sensor".to_string())];
+        let config = device_config(std::iter::empty(), &removed, None);
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["components"]["tank_fuel_level"], serde_json::json!({"platform": "sensor"}));
+        assert_eq!(json["device"]["name"], "RoamCore Victron System");
+        assert!(json.get("object_id").is_none());
+    }
+}

@@ -3,7 +3,7 @@
 //! The engine reports every bridge-status change to a [`Notifier`]. A status that waits
 //! for the user ([`BridgeStatus::needs_user`]) becomes one persistent notification with a
 //! stable id per problem (`roamcore_victron_<status>`), so a repeat replaces it instead of
-//! stacking a second one; it is dismissed when the status clears. Without a Supervisor the
+//! stacking a second one. The notification is dismissed when the status clears. Without a Supervisor the
 //! same words go to the log once per change.
 //!
 //! Reporting never blocks the engine: the wanted notice is put in a `watch` channel, which
@@ -37,7 +37,7 @@ pub enum Action {
     Dismiss(String),
 }
 
-/// The notice for `status`, or `None` when the status needs nothing from the user.
+/// Builds the notice for `status`, or `None` when the status needs nothing from the user.
 /// `detail` names what the status is about (GX address and portal id, the GX devices
 /// seen, the invalid options) and may be empty.
 pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
@@ -111,8 +111,8 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
     })
 }
 
-/// The calls that turn the `shown` notice into the `wanted` one: dismiss a notice that
-/// is no longer wanted, create a new or changed one, nothing when they are equal.
+/// Lists the calls that turn the `shown` notice into the `wanted` one: dismiss a notice
+/// that is no longer wanted, create a new or changed one, nothing when they are equal.
 pub fn plan(shown: Option<&Notice>, wanted: Option<&Notice>) -> Vec<Action> {
     match (shown, wanted) {
         (None, None) => Vec::new(),
@@ -124,7 +124,7 @@ pub fn plan(shown: Option<&Notice>, wanted: Option<&Notice>) -> Vec<Action> {
     }
 }
 
-/// The engine's handle: report status changes, never waits.
+/// The engine's handle for reporting status changes. Its methods never wait.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     wanted: watch::Sender<Wanted>,
@@ -252,7 +252,7 @@ async fn perform(
     Ok(())
 }
 
-/// The message without Markdown emphasis and line breaks, for a log line.
+/// Removes Markdown emphasis and line breaks from a message, for a log line.
 fn one_line(message: &str) -> String {
     message.replace("**", "").split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -31,8 +31,8 @@ fn shore_connected(gx: &GxState, ctx: &Context<'_>, problems: &mut Vec<Problem>)
             Some(0 | 2 | 240) => Eval::Value(State::Bool(false)),
             _ => {
                 problems.push(Problem {
-                    key: format!("enum:{}:{value:?}", ctx.key),
-                    message: format!("{}: unknown AC input source {value:?}; publishing unknown", ctx.key),
+                    key: format!("enum:{}:{value}", ctx.key),
+                    message: format!("{}: unknown AC input source {value}; publishing unknown", ctx.key),
                 });
                 Eval::Value(State::Unknown)
             }
@@ -53,8 +53,8 @@ fn generator_running(gx: &GxState, ctx: &Context<'_>, problems: &mut Vec<Problem
                 Some(0 | 4 | 10) => Eval::Value(State::Bool(false)),
                 _ => {
                     problems.push(Problem {
-                        key: format!("enum:{}:{value:?}", ctx.key),
-                        message: format!("{}: unknown generator state {value:?}; publishing unknown", ctx.key),
+                        key: format!("enum:{}:{value}", ctx.key),
+                        message: format!("{}: unknown generator state {value}; publishing unknown", ctx.key),
                     });
                     Eval::Value(State::Unknown)
                 }

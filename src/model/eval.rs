@@ -109,7 +109,7 @@ pub fn evaluate(def: &EntityDef, gx: &GxState, ctx: &Context<'_>, problems: &mut
             Some(number) => number,
             None => {
                 problems.push(Problem {
-                    key: format!("type:{}", ctx.key),
+                    key: format!("type:{}:{}", ctx.key, value.kind()),
                     message: format!(
                         "{}: expected a number, got {}; keeping the last value",
                         ctx.key,

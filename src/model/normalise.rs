@@ -174,7 +174,7 @@ impl Normaliser {
                     return Changes {
                         problems: vec![Problem {
                             key: format!("alarm:{}:{path}", id.kind.as_str()),
-                            message: format!("{}/{path}: alarm level {other:?} is not a number; ignored", id.label()),
+                            message: format!("{}/{path}: alarm level {other} is not a number; ignored", id.label()),
                         }],
                         ..Changes::default()
                     }

@@ -263,6 +263,9 @@ impl Registry {
             entity.last_seen = now;
             self.dirty = true;
         }
+        if first {
+            self.stored.removed.remove(&entity.key);
+        }
         first
     }
 
@@ -338,41 +341,31 @@ impl Registry {
         }
     }
 
-    /// Removes entities whose source was last seen before `cutoff` (unix seconds), for
-    /// `forget`. Always-present and diagnostic entities stay. Returns the removed keys.
+    /// Forgets entities whose source was last seen before `cutoff` (unix seconds): they
+    /// leave the discovery message (a removal is published once) and the data directory,
+    /// and come back only if their source reappears. Always-present and diagnostic
+    /// entities stay. Entity ids stay valid (the entry remains, marked as never valued).
+    /// Returns the forgotten keys.
     pub fn forget_before(&mut self, cutoff: u64) -> Vec<String> {
-        let mut removed = Vec::new();
-        let keep: Vec<Entity> = std::mem::take(&mut self.entities)
-            .into_iter()
-            .filter(|entity| {
-                let forgettable = entity.def.presence == Presence::WhenSeen
-                    && entity.ever_valued
-                    && entity.last_seen < cutoff;
-                if forgettable {
-                    removed.push((entity.key.clone(), entity.def.component.as_str().to_string()));
-                }
-                !forgettable
-            })
-            .map(|mut entity| {
-                if entity.def.presence == Presence::WhenSeen && !entity.ever_valued {
-                    entity.eval = Eval::Unavailable;
-                }
-                entity
-            })
-            .collect();
-
-        self.entities = keep;
-        self.by_key = self.entities.iter().enumerate().map(|(i, e)| (e.key.clone(), EntityId(i))).collect();
-
-        for (key, component) in &removed {
-            self.stored.entities.remove(key);
-            self.stored.removed.insert(key.clone(), component.clone());
+        let mut forgotten = Vec::new();
+        for entity in &mut self.entities {
+            let forgettable =
+                entity.def.presence == Presence::WhenSeen && entity.ever_valued && entity.last_seen < cutoff;
+            if !forgettable {
+                continue;
+            }
+            entity.ever_valued = false;
+            entity.last_seen = 0;
+            entity.eval = Eval::Unavailable;
+            self.stored.entities.remove(&entity.key);
+            self.stored.removed.insert(entity.key.clone(), entity.def.component.as_str().to_string());
+            forgotten.push(entity.key.clone());
         }
         self.stored.capabilities.retain(|_, seen| *seen >= cutoff);
-        if !removed.is_empty() {
+        if !forgotten.is_empty() {
             self.dirty = true;
         }
-        removed.into_iter().map(|(k, _)| k).collect()
+        forgotten
     }
 
     /// Entities whose removal must be published once.
@@ -380,6 +373,7 @@ impl Registry {
         self.stored.removed.iter().map(|(k, c)| (k.clone(), c.clone())).collect()
     }
 
+    /// Marks the pending removals as published.
     pub fn removals_published(&mut self) {
         if !self.stored.removed.is_empty() {
             self.stored.removed.clear();

@@ -3,7 +3,8 @@
 //!
 //! Each connection runs on its own thread and gets one answer (`Connection: close`),
 //! except a WebSocket upgrade, after which every text message goes to the WebSocket
-//! handler and its replies are sent back in order.
+//! handler and its replies are sent back in order. An optional upgrade check can turn an
+//! upgrade request into a plain HTTP request, to play a Supervisor whose Core is down.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -43,6 +44,9 @@ pub type HttpHandler = dyn Fn(&Call) -> Reply + Send + Sync;
 /// Receives each WebSocket text message (after the handshake) and returns the messages
 /// to send back. The first call gets an empty string: the server's greeting.
 pub type WsHandler = dyn Fn(&str) -> Vec<String> + Send + Sync;
+/// Decides whether a WebSocket upgrade request is accepted; a rejected one goes to the
+/// HTTP handler.
+pub type UpgradeCheck = dyn Fn(&Call) -> bool + Send + Sync;
 
 pub struct FakeServer {
     pub port: u16,
@@ -52,6 +56,16 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub fn start(http: Arc<HttpHandler>, ws: Option<Arc<WsHandler>>) -> FakeServer {
+        FakeServer::start_checked(http, ws, None)
+    }
+
+    /// Like [`FakeServer::start`], with `check` deciding which WebSocket upgrades are
+    /// accepted.
+    pub fn start_checked(
+        http: Arc<HttpHandler>,
+        ws: Option<Arc<WsHandler>>,
+        check: Option<Arc<UpgradeCheck>>,
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -64,7 +78,10 @@ impl FakeServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let (calls, http, ws) = (calls2.clone(), http.clone(), ws.clone());
-                        std::thread::spawn(move || serve(stream, &calls, &*http, ws.as_deref()));
+                        let check = check.clone();
+                        std::thread::spawn(move || {
+                            serve(stream, &calls, &*http, ws.as_deref(), check.as_deref())
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -92,7 +109,13 @@ impl Drop for FakeServer {
     }
 }
 
-fn serve(stream: TcpStream, calls: &Mutex<Vec<Call>>, http: &HttpHandler, ws: Option<&WsHandler>) {
+fn serve(
+    stream: TcpStream,
+    calls: &Mutex<Vec<Call>>,
+    http: &HttpHandler,
+    ws: Option<&WsHandler>,
+    check: Option<&UpgradeCheck>,
+) {
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -135,7 +158,8 @@ fn serve(stream: TcpStream, calls: &Mutex<Vec<Call>>, http: &HttpHandler, ws: Op
     };
     calls.lock().unwrap().push(call.clone());
 
-    let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && check.is_none_or(|accept| accept(&call));
     if let (true, Some(ws), Some(key)) = (upgrade, ws, header("sec-websocket-key")) {
         let accept = websocket_accept(&key);
         let head = format!(

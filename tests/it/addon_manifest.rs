@@ -38,7 +38,7 @@ fn read_yaml(path: &Path) -> Yaml {
     docs.remove(0)
 }
 
-/// Every key the linter's JSON schema knows (`additionalProperties: false`).
+/// Every key that the linter's JSON schema allows (`additionalProperties: false`).
 const KNOWN_KEYS: &[&str] = &[
     "advanced", "apparmor", "arch", "audio", "auth_api", "auto_uart", "backup",
     "backup_exclude", "backup_pre", "backup_post", "boot", "breaking_versions", "codenotary",

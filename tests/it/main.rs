@@ -3,6 +3,21 @@
 
 mod support;
 
+mod addon_daemon;
 mod addon_fake;
 mod addon_manifest;
+mod addon_provision;
 mod addon_supervisor;
+mod bad_input;
+mod captures;
+mod docs;
+mod engine_tick;
+mod gx_tls;
+mod ignore_victron_gx;
+mod keepalive;
+mod sim_broker;
+mod sim_captures;
+mod sim_dbus_mqtt;
+mod sim_flashmq;
+mod sim_scenarios;
+mod sim_support;

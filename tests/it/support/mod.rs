@@ -2,4 +2,6 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod mosquitto;
+pub mod observer;

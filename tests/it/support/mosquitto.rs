@@ -13,11 +13,16 @@ pub struct BrokerConfig {
     pub credentials: Option<(String, String)>,
     /// Listen on this port instead of a free one (to restart a broker on the same port).
     pub port: Option<u16>,
+    /// Serve TLS on the main port with this certificate and key (PEM files); a second,
+    /// plain listener on `plain_port` lets tests publish without TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub struct Mosquitto {
     child: Option<Child>,
     pub port: u16,
+    /// Plain listener next to a TLS one (0 without TLS).
+    pub plain_port: u16,
     dir: tempfile::TempDir,
     config: BrokerConfig,
 }
@@ -49,7 +54,8 @@ impl Mosquitto {
     pub fn start_with(config: BrokerConfig) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir for mosquitto");
         let port = config.port.unwrap_or_else(free_port);
-        let mut broker = Mosquitto { child: None, port, dir, config };
+        let plain_port = if config.tls.is_some() { free_port() } else { 0 };
+        let mut broker = Mosquitto { child: None, port, plain_port, dir, config };
         broker.spawn();
         broker
     }
@@ -57,7 +63,12 @@ impl Mosquitto {
     fn spawn(&mut self) {
         let conf_path = self.dir.path().join("mosquitto.conf");
         let mut conf = String::new();
+        conf.push_str("per_listener_settings false\n");
         conf.push_str(&format!("listener {} 127.0.0.1\n", self.port));
+        if let Some((cert, key)) = &self.config.tls {
+            conf.push_str(&format!("certfile {}\nkeyfile {}\n", cert.display(), key.display()));
+            conf.push_str(&format!("listener {} 127.0.0.1\n", self.plain_port));
+        }
         conf.push_str("persistence false\n");
         conf.push_str("log_dest stderr\n");
         conf.push_str("log_type error\nlog_type warning\n");
@@ -90,6 +101,9 @@ impl Mosquitto {
             .expect("mosquitto must be installed (scripts/test installs it)");
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10));
+        if self.plain_port != 0 {
+            wait_for_port(self.plain_port, Duration::from_secs(10));
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -137,4 +151,29 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
+}
+
+/// Writes a self-signed certificate and key like a GX's (RSA-2048, `CN=venus.local`) to
+/// `dir`, named by `name`; returns (certificate, key) paths.
+pub fn self_signed_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "36500", "-subj", "/CN=venus.local"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed for TLS tests");
+    assert!(status.success(), "openssl req failed");
+    // Mosquitto started as root drops to its own user before it loads TLS files.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir, cert.as_path(), key.as_path()] {
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    (cert, key)
 }
