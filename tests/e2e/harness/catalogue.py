@@ -2,73 +2,79 @@
 reduced to what Home Assistant should show for each entity."""
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import ScenarioSkipped
-
 
 @dataclass
 class CatalogueEntity:
+    """One catalogue row. Per-device rows have placeholders in their entity id, such as
+    `sensor.vt_tank_{fluid}{slot}_level`."""
+
     entity_id: str
-    unique_id: str | None
+    unique_id: str
     unit: str | None
     device_class: str | None
     state_class: str | None
     entity_category: str | None
     options: list[str] | None
+    precision: int | None
+    presence: str
+    per_device: str | None
+    source: str
     raw: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def domain(self) -> str:
-        return self.entity_id.split(".", 1)[0]
-
-    @property
-    def diagnostic(self) -> bool:
-        return self.entity_category == "diagnostic"
-
-
-def _first(item: dict, *keys: str) -> Any:
-    for key in keys:
-        if key in item and item[key] is not None:
-            return item[key]
-    return None
+    def id_pattern(self) -> re.Pattern:
+        """A regular expression for the entity ids this row can produce: the id itself,
+        or for per-device rows every fluid, type and slot."""
+        pattern = re.escape(self.entity_id)
+        pattern = pattern.replace(re.escape("{fluid}"), "[a-z_]+?")
+        pattern = pattern.replace(re.escape("{type}"), "[a-z_]+?")
+        pattern = pattern.replace(re.escape("{slot}"), "(?:_?[0-9]+)?")
+        return re.compile(f"^{pattern}$")
 
 
-def parse_catalogue(items: list[dict]) -> dict[str, CatalogueEntity]:
-    result = {}
-    for item in items:
-        entity_id = _first(item, "entity_id", "default_entity_id")
-        if entity_id is None:
-            raise ValueError(f"catalogue entry without entity_id: {item}")
-        result[entity_id] = CatalogueEntity(
-            entity_id=entity_id,
-            unique_id=_first(item, "unique_id"),
-            unit=_first(item, "unit_of_measurement", "unit"),
-            device_class=_first(item, "device_class"),
-            state_class=_first(item, "state_class"),
-            entity_category=_first(item, "entity_category"),
-            options=_first(item, "options"),
-            raw=item,
+def parse_catalogue(data: Any) -> list[CatalogueEntity]:
+    rows = data.get("entities", []) if isinstance(data, dict) else data
+    return [
+        CatalogueEntity(
+            entity_id=row["entity_id"],
+            unique_id=row["unique_id"],
+            unit=row.get("unit"),
+            device_class=row.get("device_class"),
+            state_class=row.get("state_class"),
+            entity_category=row.get("entity_category"),
+            options=row.get("options"),
+            precision=row.get("precision"),
+            presence=str(row.get("presence", "")).lower(),
+            per_device=row.get("per_device"),
+            source=row.get("source", ""),
+            raw=row,
         )
-    return result
+        for row in rows
+    ]
 
 
-def load_catalogue(binary: Path) -> dict[str, CatalogueEntity]:
-    """Runs `roamcore-victron entities --format json`. Raises ScenarioSkipped while the
-    subcommand is still a placeholder, which rejects --format or prints "not built yet"."""
+def load_catalogue(binary: Path) -> list[CatalogueEntity]:
+    """Runs `roamcore-victron entities --format json`."""
     result = subprocess.run([str(binary), "entities", "--format", "json"],
                             capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
-        # TODO: drop this skip once the bridge with its catalogue is merged.
-        if "not built yet" in result.stderr or "unexpected argument '--format'" in result.stderr:
-            raise ScenarioSkipped("the bridge is not built yet "
-                                  "(`roamcore-victron entities` is a placeholder)")
         raise RuntimeError(f"`roamcore-victron entities --format json` failed with exit "
                            f"status {result.returncode}: {result.stderr.strip()[:500]}")
-    data = json.loads(result.stdout)
-    if isinstance(data, dict):
-        data = data.get("entities", data)
-    return parse_catalogue(data)
+    return parse_catalogue(json.loads(result.stdout))
+
+
+def row_for(catalogue: list[CatalogueEntity], entity_id: str) -> CatalogueEntity | None:
+    """The row that produces `entity_id`: the fixed row with that id, else the first
+    per-device row whose pattern matches."""
+    for row in catalogue:
+        if row.per_device is None and row.entity_id == entity_id:
+            return row
+    for row in catalogue:
+        if row.per_device is not None and row.id_pattern().match(entity_id):
+            return row
+    return None

@@ -2,11 +2,8 @@
 
 Each expectation names the GX source of one entity and the transform the bridge's
 catalogue (src/model/catalogue.rs) documents for it, so the expected state is the
-capture's value after that transform, never a number typed here. The units and classes
-are those the product promises for each entity id.
-
-TODO: take ids, units and classes from `roamcore-victron entities --format json` once it
-exists, so this table keeps only the sources and transforms.
+capture's value after that transform, never a number typed here. Units, classes and
+precisions come from the catalogue itself (`roamcore-victron entities --format json`).
 """
 
 import json
@@ -54,10 +51,8 @@ class Capture:
 @dataclass
 class Expectation:
     entity_id: str
-    unit: str | None
-    device_class: str | None
-    state_class: str | None
-    precision: int | None
+    # The part of the catalogue's source text that names the same GX path.
+    source_path: str
     value: Callable[[Capture], object]
 
     def expected_state(self, capture: Capture) -> str | float | None:
@@ -72,10 +67,6 @@ def number(path: str):
 
 def phases(template: str):
     return lambda c: c.phase_sum(template)
-
-
-def scaled(path: str, factor: float):
-    return lambda c: None if c.get(path) is None else c.get(path) * factor
 
 
 def option(path: str, table: dict[int, str]):
@@ -101,65 +92,51 @@ def shore_connected(c: Capture):
 def boat_expectations(main_battery: str, inverter: str, solar: str, gps: str) -> list:
     """Expectations for the boat capture; the arguments are the service paths that play
     each role there (for example `battery/275`)."""
-    m, e, t, p = "measurement", "energy", "total_increasing", "power"
+    def system(entity_id: str, path: str, transform=number) -> Expectation:
+        return Expectation(entity_id, path, transform(f"system/0/{path}"))
+
+    def role(entity_id: str, service: str, path: str, transform=number) -> Expectation:
+        return Expectation(entity_id, path, transform(f"{service}/{path}"))
+
     return [
-        Expectation("sensor.vt_battery_soc", "%", "battery", m, 0, number("system/0/Dc/Battery/Soc")),
-        Expectation("sensor.vt_battery_voltage", "V", "voltage", m, 2, number("system/0/Dc/Battery/Voltage")),
-        Expectation("sensor.vt_battery_current", "A", "current", m, 1, number("system/0/Dc/Battery/Current")),
-        Expectation("sensor.vt_battery_power", "W", p, m, 0, number("system/0/Dc/Battery/Power")),
-        Expectation("sensor.vt_solar_power", "W", p, m, 0, number("system/0/Dc/Pv/Power")),
-        Expectation("sensor.vt_ac_in_power", "W", p, m, 0, phases("system/0/Ac/ActiveIn/{}/Power")),
-        Expectation("sensor.vt_ac_out_power", "W", p, m, 0,
+        system("sensor.vt_battery_soc", "Dc/Battery/Soc"),
+        system("sensor.vt_battery_voltage", "Dc/Battery/Voltage"),
+        system("sensor.vt_battery_current", "Dc/Battery/Current"),
+        system("sensor.vt_battery_power", "Dc/Battery/Power"),
+        system("sensor.vt_solar_power", "Dc/Pv/Power"),
+        Expectation("sensor.vt_ac_in_power", "Ac/ActiveIn/L*/Power",
+                    phases("system/0/Ac/ActiveIn/{}/Power")),
+        Expectation("sensor.vt_ac_out_power", "Ac/ConsumptionOnOutput/L*/Power",
                     phases("system/0/Ac/ConsumptionOnOutput/{}/Power")),
-        Expectation("sensor.vt_dc_load_power", "W", p, m, 0, number("system/0/Dc/System/Power")),
-        Expectation("binary_sensor.vt_shore_connected", None, "power", None, None, shore_connected),
-        Expectation("sensor.vt_battery_temperature", "°C", "temperature", m, 1,
-                    number("system/0/Dc/Battery/Temperature")),
-        Expectation("sensor.vt_battery_time_to_go", "s", "duration", m, 0, time_to_go),
-        Expectation("sensor.vt_battery_consumed_ah", "Ah", None, m, 1,
-                    number("system/0/Dc/Battery/ConsumedAmphours")),
-        Expectation("sensor.vt_battery_state", None, "enum", None, None,
-                    option("system/0/Dc/Battery/State", BATTERY_STATE)),
-        Expectation("sensor.vt_battery_charged_energy", "kWh", e, t, 2,
-                    number(f"{main_battery}/History/ChargedEnergy")),
-        Expectation("sensor.vt_battery_discharged_energy", "kWh", e, t, 2,
-                    number(f"{main_battery}/History/DischargedEnergy")),
-        Expectation("sensor.vt_solar_yield_today", "kWh", e, t, 2,
-                    number(f"{solar}/History/Daily/0/Yield")),
-        Expectation("sensor.vt_solar_yield_total", "kWh", e, t, 2, number(f"{solar}/Yield/User")),
-        Expectation("sensor.vt_solar_voltage", "V", "voltage", m, 1, number(f"{solar}/Pv/V")),
-        Expectation("sensor.vt_solar_charge_state", None, "enum", None, None,
-                    option(f"{solar}/State", CHARGER_STATE)),
-        Expectation("sensor.vt_ac_in_voltage", "V", "voltage", m, 0,
-                    number(f"{inverter}/Ac/ActiveIn/L1/V")),
-        Expectation("sensor.vt_ac_in_current", "A", "current", m, 1,
+        system("sensor.vt_dc_load_power", "Dc/System/Power"),
+        Expectation("binary_sensor.vt_shore_connected", "shore_connected", shore_connected),
+        system("sensor.vt_battery_temperature", "Dc/Battery/Temperature"),
+        Expectation("sensor.vt_battery_time_to_go", "Dc/Battery/TimeToGo", time_to_go),
+        system("sensor.vt_battery_consumed_ah", "Dc/Battery/ConsumedAmphours"),
+        system("sensor.vt_battery_state", "Dc/Battery/State",
+               lambda path: option(path, BATTERY_STATE)),
+        role("sensor.vt_battery_charged_energy", main_battery, "History/ChargedEnergy"),
+        role("sensor.vt_battery_discharged_energy", main_battery, "History/DischargedEnergy"),
+        role("sensor.vt_solar_yield_today", solar, "History/Daily/0/Yield"),
+        role("sensor.vt_solar_yield_total", solar, "Yield/User"),
+        role("sensor.vt_solar_voltage", solar, "Pv/V"),
+        role("sensor.vt_solar_charge_state", solar, "State",
+             lambda path: option(path, CHARGER_STATE)),
+        role("sensor.vt_ac_in_voltage", inverter, "Ac/ActiveIn/L1/V"),
+        Expectation("sensor.vt_ac_in_current", "Ac/ActiveIn/L*/I",
                     phases(f"{inverter}/Ac/ActiveIn/{{}}/I")),
-        Expectation("sensor.vt_ac_in_frequency", "Hz", "frequency", m, 1,
-                    number(f"{inverter}/Ac/ActiveIn/L1/F")),
-        Expectation("sensor.vt_ac_in_current_limit", "A", "current", m, 1,
-                    number(f"{inverter}/Ac/ActiveIn/CurrentLimit")),
-        Expectation("sensor.vt_ac_in_source", None, "enum", None, None,
-                    option("system/0/Ac/ActiveIn/Source", AC_SOURCE)),
-        Expectation("sensor.vt_ac_out_voltage", "V", "voltage", m, 0, number(f"{inverter}/Ac/Out/L1/V")),
-        Expectation("sensor.vt_ac_out_current", "A", "current", m, 1, phases(f"{inverter}/Ac/Out/{{}}/I")),
-        Expectation("sensor.vt_ac_out_frequency", "Hz", "frequency", m, 1,
-                    number(f"{inverter}/Ac/Out/L1/F")),
-        Expectation("sensor.vt_inverter_state", None, "enum", None, None,
-                    option(f"{inverter}/State", INVERTER_STATE)),
-        Expectation("sensor.vt_inverter_mode", None, "enum", None, None,
-                    option(f"{inverter}/Mode", INVERTER_MODE)),
-        Expectation("sensor.vt_gps_speed", "m/s", "speed", m, 1, number(f"{gps}/Speed")),
-        Expectation("sensor.vt_gps_satellites", None, None, m, 0, number(f"{gps}/NrOfSatellites")),
+        role("sensor.vt_ac_in_frequency", inverter, "Ac/ActiveIn/L1/F"),
+        role("sensor.vt_ac_in_current_limit", inverter, "Ac/ActiveIn/CurrentLimit"),
+        system("sensor.vt_ac_in_source", "Ac/ActiveIn/Source",
+               lambda path: option(path, AC_SOURCE)),
+        role("sensor.vt_ac_out_voltage", inverter, "Ac/Out/L1/V"),
+        Expectation("sensor.vt_ac_out_current", "Ac/Out/L*/I",
+                    phases(f"{inverter}/Ac/Out/{{}}/I")),
+        role("sensor.vt_ac_out_frequency", inverter, "Ac/Out/L1/F"),
+        role("sensor.vt_inverter_state", inverter, "State",
+             lambda path: option(path, INVERTER_STATE)),
+        role("sensor.vt_inverter_mode", inverter, "Mode",
+             lambda path: option(path, INVERTER_MODE)),
+        role("sensor.vt_gps_speed", gps, "Speed"),
+        role("sensor.vt_gps_satellites", gps, "NrOfSatellites"),
     ]
-
-
-# Entities the bridge publishes whatever the GX has.
-ALWAYS_PUBLISHED = {
-    "sensor.vt_battery_soc", "sensor.vt_battery_voltage", "sensor.vt_battery_current",
-    "sensor.vt_battery_power", "sensor.vt_solar_power", "sensor.vt_ac_in_power",
-    "sensor.vt_ac_out_power", "sensor.vt_dc_load_power", "binary_sensor.vt_shore_connected",
-}
-DIAGNOSTICS = {"sensor.vt_bridge_status", "binary_sensor.vt_gx_connected"}
-BRIDGE_STATUS_OPTIONS = ["starting", "searching", "validating", "connecting", "connected",
-                         "stale", "mqtt_disabled", "auth_required", "tls_untrusted",
-                         "multiple_gx", "config_error"]

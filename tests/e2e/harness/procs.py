@@ -20,8 +20,11 @@ def log(message: str) -> None:
 class Service:
     """One long-running child process with its output appended to `log_path`."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None,
+                 stdin_pipe: bool = False):
+        """With `stdin_pipe`, send_line() writes to the process's standard input."""
         self.name = name
+        self.stdin_pipe = stdin_pipe
         self.argv = argv
         self.log_path = log_path
         self.env = env
@@ -36,12 +39,18 @@ class Service:
             output.flush()
             self.process = subprocess.Popen(
                 self.argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.stdin_pipe else subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
             )
+
+    def send_line(self, line: str) -> None:
+        if not self.running() or self.process.stdin is None:
+            raise RuntimeError(f"{self.name} is not running with a standard-input pipe")
+        self.process.stdin.write((line + "\n").encode())
+        self.process.stdin.flush()
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -1,7 +1,6 @@
 """The system under test: Home Assistant and its broker, the simulated GX and its broker,
 and the bridge, all on the loopback of the test's network namespace."""
 
-import functools
 import json
 import os
 import shutil
@@ -29,30 +28,20 @@ class Environment:
     out: Path
     skip_pip_packages: str = ""
 
-    @property
-    def captures(self) -> Path:
-        """The real GX captures, in the shared folder beside the clone."""
-        return Path(os.environ.get("ROAMCORE_CAPTURES",
-                                   self.repo.parent / "shared" / "victron-captures"))
-
-    @functools.cached_property
-    def simulator_built(self) -> bool:
-        """Whether `roamcore-victron simulate` is more than the placeholder that prints
-        "not built yet"; without it the scenarios use tests/e2e/gx_mock.py."""
-        try:
-            result = subprocess.run([str(self.binary), "simulate"], capture_output=True,
-                                    text=True, timeout=3)
-        except subprocess.TimeoutExpired:
-            return True  # it started replaying, so it is built
-        return "not built yet" not in result.stderr
+    def capture_file(self, system: str) -> Path:
+        """The capture file behind `system`, from which scenarios compute expected states."""
+        return self.repo / "fixtures" / "captures" / SYSTEMS[system][1]
 
 
-# Captures the simulated GX replays, by system name.
+# The systems the simulated GX replays: name -> (`simulate --capture` name, the file in
+# fixtures/captures/ that holds the same data).
 SYSTEMS = {
-    "boat": "sbender9__signalk-venus-plugin__test_vrm-test.log",
-    # A BMV-702 battery monitor alone (Victron's demo-mode recording).
-    "bmv702": "victronenergy__dbus-recorder__battery.csv",
+    "boat": ("boat", "sbender9__signalk-venus-plugin__test_vrm-test.log"),
+    # A BMV-702 battery monitor alone (Victron's demo-mode recording); the simulator adds
+    # the system/0 aggregates a GX computes from it.
+    "bmv702": ("bmv", "victronenergy__dbus-recorder__battery.csv"),
 }
+
 
 class Stack:
     def __init__(self, env: Environment, name: str, ha_extra_config: str = "", lan=None):
@@ -113,31 +102,31 @@ class Stack:
     # --- GX side ---------------------------------------------------------------------------
 
     def start_simulator(self, system: str = "boat") -> None:
-        """Starts the GX broker (when stopped) and the simulated GX publishing into it,
-        replaying the capture of `system` (a key of SYSTEMS)."""
+        """Starts the GX broker (when stopped) and the simulated GX replaying `system` (a
+        key of SYSTEMS) into it, without value variation so that states can be compared
+        with the capture. Returns once the GX's retained Serial is on the broker, as it is
+        on a real GX before the bridge connects."""
         if not self.gx_broker.running():
             self.gx_broker.start()
-        capture = self.env.captures / SYSTEMS[system]
-        if not capture.exists():
-            raise FileNotFoundError(f"GX capture {capture} not found; set ROAMCORE_CAPTURES "
-                                    f"to the folder that holds the captures")
-        if self.env.simulator_built:
-            # TODO: confirm these flags against `roamcore-victron simulate --help` once
-            # the simulator is merged.
-            argv = [str(self.env.binary), "simulate", "--broker", self.gx_broker.address,
-                    "--capture", str(capture)]
-        else:
-            argv = ["python3", str(Path(__file__).resolve().parents[1] / "gx_mock.py"),
-                    self.gx_broker.address, str(capture)]
+        argv = [str(self.env.binary), "simulate", "--broker", self.gx_broker.address,
+                "--capture", SYSTEMS[system][0], "--no-vary"]
         if self.lan is not None:
             argv = self.lan.in_gx(argv)
-        self.simulator = Service("simulator", argv, self.dir / "simulator.log")
+        self.simulator = Service("simulator", argv, self.dir / "simulator.log", stdin_pipe=True)
         self.simulator.start()
-        if not self.env.simulator_built:
-            # A real GX is up before the bridge asks it for values, so wait until the mock
-            # has subscribed to its keepalive topic.
-            wait_until(lambda: "GX mock for portal" in self.simulator.log_text(), 15, 0.1,
-                       "the GX mock to subscribe")
+        host, port = self.gx_broker.address.rsplit(":", 1)
+
+        def serial_retained() -> bool:
+            result = subprocess.run(
+                ["mosquitto_sub", "-h", host, "-p", port, "-t", "N/+/system/0/Serial",
+                 "-C", "1", "-W", "1"], capture_output=True, timeout=5)
+            return result.returncode == 0
+
+        wait_until(serial_retained, 20, 0.2, "the simulated GX's retained Serial")
+
+    def simulator_command(self, line: str) -> None:
+        """Sends one control line to the simulator, such as `set battery/275/Soc 55.5`."""
+        self.simulator.send_line(line)
 
     def stop_simulator(self) -> None:
         if self.simulator:
