@@ -67,6 +67,7 @@ class Stack:
             self.gx_broker = Mosquitto("gx-broker", 1883, self.dir, bind=lan.gx_address,
                                        wrap=lan.in_gx)
         self.bridge: Service | None = None
+        self.bridge_env: dict[str, str] = {}
         self.simulator: Service | None = None
         self.browser_tokens: dict | None = None
 
@@ -146,8 +147,10 @@ class Stack:
         ]
 
     def start_bridge(self, *extra: str) -> None:
+        """Starts the bridge with `extra` flags and the variables in self.bridge_env."""
         self.bridge = Service("bridge", self.bridge_argv(*extra), self.dir / "bridge.log",
-                              env={"PATH": "/usr/bin:/bin", "RUST_BACKTRACE": "1"})
+                              env={"PATH": "/usr/bin:/bin", "RUST_BACKTRACE": "1",
+                                   **self.bridge_env})
         self.bridge.start()
 
     def stop_bridge(self) -> int | None:

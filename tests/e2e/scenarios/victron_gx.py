@@ -4,10 +4,12 @@ from pathlib import Path
 
 from harness.lan import TestLan
 from harness.procs import Service, log
+from harness.supervisor import SupervisorStandIn
 
 from .common import BOAT_PORTAL_ID, running_stack, wait_settled
 
 GX_SSDP = Path(__file__).resolve().parents[1] / "gx_ssdp.py"
+SUPERVISOR_PORT = 8099
 
 
 def victron_flows(stack) -> list[dict]:
@@ -24,7 +26,9 @@ def victron_gx_discovery(env, checks):
     is not left for the owner to confirm into a duplicate set of entities.
 
     The GX's SSDP announcement comes from tests/e2e/gx_ssdp.py on a test LAN (a veth pair
-    into a second network namespace), and Home Assistant runs with `ssdp:` configured.
+    into a second network namespace), and Home Assistant runs with `ssdp:` configured. The
+    bridge runs as the add-on does, reaching Home Assistant through a stand-in for the
+    Supervisor's Core proxy (harness/supervisor.py).
     """
     lan = TestLan(env.out / "victron_gx-lan")
     ssdp = None
@@ -42,6 +46,11 @@ def victron_gx_discovery(env, checks):
                               "Home Assistant's victron_gx discovers the simulated GX")
             log(f"victron_gx flows before the bridge runs: {victron_flows(stack)}")
 
+            # The bridge ignores the discovery through the Supervisor's Core proxy, so it runs
+            # as the add-on does, with a stand-in for the Supervisor.
+            supervisor = SupervisorStandIn(SUPERVISOR_PORT, stack.ha.http_port, stack.ha.token)
+            supervisor.start()
+            stack.bridge_env = supervisor.bridge_environment()
             stack.start_simulator("boat")
             stack.start_bridge()
             wait_settled(stack)
@@ -55,6 +64,8 @@ def victron_gx_discovery(env, checks):
                               "no victron_gx discovery waits for the owner and no victron_gx "
                               "entry exists besides an ignored one")
             log(f"victron_gx flows: {victron_flows(stack)}; entries: {victron_entries(stack)}")
+            log(f"requests to the Supervisor stand-in: {supervisor.requests}")
+            supervisor.stop()
     finally:
         if ssdp:
             ssdp.stop()
