@@ -15,11 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.procs import log, wait_until  # noqa: E402
 from harness.registry import DEVICE_NAME  # noqa: E402
 from harness.stack import Environment  # noqa: E402
+from harness.supervisor import SupervisorStandIn  # noqa: E402
 from scenarios.common import our_entities, running_stack, wait_settled  # noqa: E402
 
 
-# Tall enough for the device page to show every card of the boat's 38 entities.
-DEVICE_PAGE_HEIGHT = 2400
+# Tall enough for the device page to show every card of the boat's 48 entities.
+DEVICE_PAGE_HEIGHT = 2800
+SUPERVISOR_PORT = 8099
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,7 +79,8 @@ def log_excerpt(log_text: str, first: str, last: str, keep: str = ".") -> str:
     codes and debug lines. Raises when `first` or `last` is not found, because an empty
     excerpt would hide a change in the bridge's log."""
     plain = re.sub(r"\x1b\[[0-9;]*m", "", log_text)
-    lines = [line for line in plain.splitlines() if "DEBUG" not in line]
+    lines = [line for line in plain.splitlines()
+             if "DEBUG" not in line and not line.startswith("=== ")]
     start = next((i for i, line in enumerate(lines) if re.search(first, line)), None)
     if start is None:
         raise RuntimeError(f"no line of the bridge's log matches {first!r}")
@@ -135,8 +138,26 @@ def main() -> int:
         camera.take(device_shot("04-gx-back.png", "connected",
                                 expectMax={"Unavailable": unavailable}))
 
-        # TODO: add the picture of the bridge status for "MQTT is off on the GX" once the
-        # bridge reports mqtt_disabled and `simulate` can switch MQTT off.
+        # MQTT switched off on the GX: nothing accepts connections on its port. A bridge
+        # that has never seen this GX (a fresh data directory) then reports mqtt_disabled,
+        # and as an add-on it also raises a notification through the Supervisor.
+        stack.stop_bridge()
+        stack.stop_simulator()
+        stack.gx_broker.stop()
+        supervisor = SupervisorStandIn(SUPERVISOR_PORT, stack.ha.http_port, stack.ha.token)
+        supervisor.start()
+        stack.bridge_env = supervisor.bridge_environment()
+        stack.data_dir = stack.dir / "bridge-data-mqtt-off"
+        stack.start_bridge()
+        wait_until(lambda: our_entities(stack)["sensor.vt_bridge_status"].state
+                   == "mqtt_disabled", 60, 1.0, "bridge status mqtt_disabled")
+        camera.take(
+            device_shot("05-mqtt-disabled.png", "mqtt_disabled"),
+            {"path": device_page, "file": "06-mqtt-disabled-notification.png",
+             "click": "Notifications",
+             "expect": ["Victron GX: MQTT access is off", "MQTT Access"]},
+        )
+        supervisor.stop()
 
         bridge_log = stack.bridge.log_text()
     excerpts = {
@@ -144,9 +165,12 @@ def main() -> int:
         "log-connection.txt": log_excerpt(bridge_log, "connecting to the GX",
                                           "status=connected"),
         "log-reconnect.txt": log_excerpt(bridge_log, "status=stale", "status=connected"),
+        "log-mqtt-disabled.txt": log_excerpt(bridge_log, "bridge-data-mqtt-off",
+                                             "status=mqtt_disabled"),
     }
     for name, text in excerpts.items():
-        (args.docs / name).write_text(text)
+        # Paths relative to the clone, so the excerpts read the same on every machine.
+        (args.docs / name).write_text(text.replace(f"{env.repo}/", ""))
     log(f"demo: pictures and log excerpts written to {args.docs}")
     return 0
 

@@ -4,7 +4,8 @@
 // SPEC: {"baseUrl", "tokens": {access_token, refresh_token, expires_in, client_id},
 //        "userDataDir", "textDir",
 //        "shots": [{"path", "file", "expect": [text...], "expectMin": {text: n},
-//                   "expectMax": {text: n}, "height", "timeoutMs"}]}
+//                   "expectMax": {text: n}, "height", "click", "timeoutMs"}]}
+// `click` is a text to click once the page is loaded, such as "Notifications".
 // Every text in `expect` must appear in the page, shadow DOM included, and each text in
 // expectMin/expectMax must appear at least/at most n times, or the shot fails: a blank
 // page or a login page can never pass. The page text is saved in textDir for reading.
@@ -80,6 +81,9 @@ async function main() {
     // needs a tall window rather than a full-page screenshot.
     await page.setViewportSize({ width: 1280, height: shot.height || 1000 });
     await page.goto(spec.baseUrl + shot.path, { waitUntil: "load" });
+    if (shot.click) {
+      await page.getByText(shot.click, { exact: true }).first().click({ timeout });
+    }
     const deadline = Date.now() + timeout;
     let text = "";
     let missing = [];
