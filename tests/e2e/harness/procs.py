@@ -73,7 +73,7 @@ class Service:
         return status
 
     def pause(self) -> None:
-        """Freezes the process (SIGSTOP): its sockets stay open but nothing answers, as
+        """Freezes the process (SIGSTOP): its sockets stay open but nothing responds, as
         when a network cable is pulled."""
         if self.running():
             self.process.send_signal(signal.SIGSTOP)

@@ -34,7 +34,7 @@ class Environment:
 
 
 # The systems the simulated GX replays: name -> (`simulate --capture` name, the file in
-# fixtures/captures/ that holds the same data).
+# fixtures/captures/ that contains the same data).
 SYSTEMS = {
     "boat": ("boat", "sbender9__signalk-venus-plugin__test_vrm-test.log"),
     # A BMV-702 battery monitor alone (Victron's demo-mode recording); the simulator adds

@@ -2,7 +2,7 @@
 does in the add-on and reach the real Home Assistant of the test.
 
 Like the Supervisor, it accepts the add-on's token and talks to Home Assistant with a
-token of its own: `/core/api/...` is forwarded to Home Assistant's REST API, and
+token of its own. `/core/api/...` is forwarded to Home Assistant's REST API and
 `/core/websocket` to its WebSocket API, where the add-on's token in the `auth` message is
 replaced by Home Assistant's. Every other path returns HTTP 404.
 """
@@ -135,7 +135,7 @@ class SupervisorStandIn:
                 upstream.sendall(request.encode())
                 upstream.settimeout(None)
                 client.settimeout(None)
-                # Home Assistant's answers go to the client unchanged, handshake included.
+                # Home Assistant's frames go to the client unchanged, handshake included.
                 threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
                 # The client's first message is its auth message: swap the token.
                 first, payload = _read_client_frame(client)

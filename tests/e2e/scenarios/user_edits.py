@@ -10,9 +10,9 @@ NEW_ID = "sensor.house_battery_soc"
 
 
 def delete_entity(env, checks):
-    """A user deletes one entity: the others stay. As docs/ENTITIES.md says, the deleted
-    one comes back with its id when the bridge republishes discovery, which it does after
-    a Home Assistant restart and when it reconnects (bridge restart).
+    """A user deletes one entity: the others stay. The deleted one comes back with its id
+    when the bridge republishes discovery, as documented in docs/ENTITIES.md: after a Home
+    Assistant restart and when the bridge reconnects (bridge restart).
     """
     with running_stack(env, "delete_entity") as stack:
         bring_up(stack)
