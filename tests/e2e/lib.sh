@@ -2,6 +2,8 @@
 # shellcheck shell=bash
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The runner's Python files are run from the clone; keep bytecode out of it.
+export PYTHONDONTWRITEBYTECODE=1
 REPO_DIR="$(cd "$E2E_DIR/../.." && pwd)"
 
 # Downloads and the Debian chroot live outside the clone, so a fresh clone reuses them.
