@@ -38,19 +38,18 @@ pub enum Action {
 }
 
 /// Builds the notice for `status`, or `None` when the status needs nothing from the user.
-/// `detail` names what the status is about (GX address and portal id, the GX devices
-/// seen, the invalid options) and may be empty.
+/// `detail` is the bridge's own sentence about the case (GX address and portal id, the GX
+/// devices seen, the invalid options); it becomes a paragraph of its own and may be empty.
 pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
     if !status.needs_user() {
         return None;
     }
     let detail = detail.trim();
-    let at = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
     let (title, message) = match status {
         BridgeStatus::MqttDisabled => (
             "Victron GX: MQTT access is off",
             format!(
-                "RoamCore Victron found a Victron GX{at}, but MQTT access is switched off on \
+                "RoamCore Victron found a Victron GX, but MQTT access is switched off on \
                  it, so no values can be read.\n\n\
                  On the GX (its screen or Remote Console), open **Settings → Integrations → \
                  MQTT Access** and switch it on. On Venus OS before 3.50 the switch is under \
@@ -61,7 +60,7 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
         BridgeStatus::AuthRequired => (
             "Victron GX: password needed",
             format!(
-                "The Victron GX{at} rejected RoamCore Victron's login. Its local network \
+                "The Victron GX rejected RoamCore Victron's login. Its local network \
                  security profile (Secured or Weak) protects MQTT with the GX password.\n\n\
                  Open the RoamCore Victron add-on's **Configuration** tab, enter the GX \
                  password (the one for Remote Console and the GX web page) as **GX \
@@ -73,7 +72,7 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
         BridgeStatus::TlsUntrusted => (
             "Victron GX: certificate changed",
             format!(
-                "The Victron GX{at} presented a TLS certificate that differs from the one \
+                "The Victron GX presented a TLS certificate that differs from the one \
                  RoamCore Victron stored when it first connected, so the bridge does not \
                  trust it and stays disconnected.\n\n\
                  This is expected after a factory reset or a replacement of the GX. It can \
@@ -85,7 +84,7 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
         BridgeStatus::MultipleGx => (
             "Victron GX: more than one found",
             format!(
-                "RoamCore Victron sees more than one Victron GX on the network{at} and will \
+                "RoamCore Victron sees more than one Victron GX on the network and will \
                  not guess which one belongs to this vehicle.\n\n\
                  Enter the portal id of yours as **GX portal id** in the RoamCore Victron \
                  add-on's **Configuration** tab, save and restart the add-on. The GX shows \
@@ -95,15 +94,14 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
         BridgeStatus::ConfigError => (
             "RoamCore Victron: invalid option",
             format!(
-                "Some options of the RoamCore Victron add-on are invalid and were ignored\
-                 {}\n\n\
+                "Some options of the RoamCore Victron add-on are invalid and were ignored.\n\n\
                  Correct them in the add-on's **Configuration** tab, save and restart the \
-                 add-on. The add-on log names each invalid option.",
-                if detail.is_empty() { ".".to_string() } else { format!(": {detail}.") }
+                 add-on. The add-on log names each invalid option."
             ),
         ),
         _ => return None,
     };
+    let message = if detail.is_empty() { message } else { format!("{message}\n\n**What the bridge reports:** {detail}") };
     Some(Notice {
         id: format!("roamcore_victron_{}", status.as_str()),
         title: title.to_string(),
