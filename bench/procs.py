@@ -204,10 +204,13 @@ def tcp_sockets():
     return sockets
 
 
-def queued_bytes(pid, broker_port):
-    """Bytes on their way from the broker to `pid` inside the kernel: the client socket's
-    receive queue plus the broker socket's send queue, over every connection that `pid`
-    has to `broker_port`. A consumer that keeps up keeps this near zero."""
+def queued_bytes(pid, broker_port, towards_broker=False):
+    """Bytes on their way between the broker and `pid` inside the kernel, over every
+    connection that `pid` has to `broker_port`. By default the direction is from the
+    broker to `pid` (the client socket's receive queue plus the broker socket's send
+    queue), and a consumer that keeps up keeps this near zero. With `towards_broker`,
+    the direction is from `pid` to the broker, which grows when the broker falls behind
+    a publisher."""
     sockets = tcp_sockets()
     local_ports = []
     total = 0
@@ -215,10 +218,10 @@ def queued_bytes(pid, broker_port):
         entry = sockets.get(inode)
         if entry and entry[1] == broker_port:
             local_ports.append(entry[0])
-            total += entry[3]
-    for local_port, remote_port, tx_queue, _ in sockets.values():
+            total += entry[2] if towards_broker else entry[3]
+    for local_port, remote_port, tx_queue, rx_queue in sockets.values():
         if local_port == broker_port and remote_port in local_ports:
-            total += tx_queue
+            total += rx_queue if towards_broker else tx_queue
     return total
 
 

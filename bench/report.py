@@ -92,10 +92,11 @@ def steps_table(ladders):
         for r in results:
             rows.append([name, r["rate"], fmt(r["stream_rate"], 0), fmt(r["handled_rate"], 0),
                          fmt(r["cpu_share"] * 100, 1), fmt(r["cpu_s_per_100k"]) if r["kept_up"] else "-",
-                         fmt(_mib(r["rss_max"]), 1), fmt(r["lag_bytes_max"] / 1024, 0), fmt(r["drain_s"], 2),
+                         fmt(_mib(r["rss_max"]), 1), fmt(r["lag_bytes_max"] / 1024, 0),
+                         fmt(r.get("broker_backlog_s"), 2), fmt(r["drain_s"], 2),
                          r["dropped"], _verdict(r)])
     header = ["consumer", "rate", "stream/s", "offered to it/s", "CPU %", "CPU s/100k", "RSS MiB",
-              "max lag KiB", "drain s", "dropped", "kept up"]
+              "max lag KiB", "broker backlog s", "drain s", "dropped", "kept up"]
     return table(header, rows)
 
 

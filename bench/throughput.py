@@ -7,13 +7,14 @@ A step, for one consumer and one rate:
 2. after a warm-up, measure a window: the simulator's published count, the consumer's
    CPU time, and every 0.2 s its RSS and the bytes queued in the kernel between the
    broker and the consumer (the lag);
-3. freeze the simulator, wait until that queue is empty (the drain time), wait until
-   the broker's $SYS counters show it sent nothing more, and read what it sent and
-   dropped;
+3. freeze the simulator, wait until the broker has read what the simulator sent (the
+   broker's backlog) and the queue to the consumer is empty (the consumer's drain
+   time), wait until the broker's $SYS counters show it sent nothing more, and read
+   what it sent and dropped;
 4. stop the consumer and read what it handled.
 
 The consumer kept up when the broker dropped nothing for it, it handled everything the
-broker delivered, and the queue drained within 1 s of the freeze. The bridge and the
+broker delivered, and its queue drained within 1 s of the broker's backlog. The bridge and the
 peer count what they handle. For mosquitto_sub, reading its socket is handling. A stream below 95 %
 of the requested rate is noted as stream-limited, not held against the consumer: on two
 cores the simulator, the broker and the consumer share the machine, and the rate kept
@@ -49,20 +50,36 @@ def start_consumer(ctx, kind, gx, monitor, brokers):
     return consumer
 
 
-def wait_drained(consumer, broker_port):
-    """Return seconds until nothing is queued towards the consumer for 0.3 s in a row."""
+def wait_drained(consumer, simulator, broker_port):
+    """Wait until nothing is queued from the simulator to the broker nor from the broker
+    to the consumer for 0.3 s in a row. Return the seconds until the broker had read
+    everything the simulator sent, and the seconds the consumer needed after that.
+
+    The first figure is the broker's own backlog: a broker short of CPU time leaves the
+    simulator's messages in its socket, and the consumer cannot receive them any sooner.
+    Only the second figure is the consumer's lag."""
     started = time.monotonic()
+    inbound_empty_at = None
     empty_since = None
     while time.monotonic() - started < DRAIN_LIMIT:
         now = time.monotonic()
-        if queued_bytes(consumer.pid, broker_port) == 0:
+        inbound = queued_bytes(simulator.pid, broker_port, towards_broker=True)
+        outbound = queued_bytes(consumer.pid, broker_port)
+        # The simulator may still flush messages it queued before the freeze.
+        if inbound:
+            inbound_empty_at = None
+        elif inbound_empty_at is None:
+            inbound_empty_at = now
+        if inbound == 0 and outbound == 0:
             empty_since = empty_since or now
             if now - empty_since >= 0.3:
-                return empty_since - started
+                broker_backlog = inbound_empty_at - started
+                return broker_backlog, max(0.0, empty_since - inbound_empty_at)
         else:
             empty_since = None
         time.sleep(0.02)
-    return DRAIN_LIMIT
+    broker_backlog = (inbound_empty_at or time.monotonic()) - started
+    return broker_backlog, DRAIN_LIMIT - broker_backlog
 
 
 def handled_count(kind, consumer, delivered):
@@ -98,8 +115,8 @@ def run_step(ctx, kind, rate, window, warmup):
 
         simulator.freeze()
         frozen_at = time.monotonic()
-        drain = wait_drained(consumer, gx.port)
-        broker = monitor.wait_until_settled(after=frozen_at + drain + 0.05)
+        broker_backlog, drain = wait_drained(consumer, simulator, gx.port)
+        broker = monitor.wait_until_settled(after=frozen_at + broker_backlog + drain + 0.05)
         consumer.stop()
         # Everything the broker sent went to the consumer, except a few keepalive
         # requests that went to the simulator.
@@ -140,6 +157,7 @@ def run_step(ctx, kind, rate, window, warmup):
         "lag_bytes_last_third": last_lag,
         "lag_bytes_max": max(s[1] for s in samples),
         "drain_s": drain,
+        "broker_backlog_s": broker_backlog,
         "dropped": broker["dropped"],
         "delivered": delivered,
         "handled": handled,
