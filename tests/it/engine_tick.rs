@@ -43,17 +43,35 @@ async fn tick_keeps_pace_under_steady_stream() {
         ],
         &[("ROAMCORE_STATS_EVERY", "0.1")],
     );
-    assert!(daemon.wait_line("status=connected", Duration::from_secs(10)).await, "{}", daemon.log_text());
+    assert!(
+        daemon
+            .wait_line("status=connected", Duration::from_secs(10))
+            .await,
+        "{}",
+        daemon.log_text()
+    );
 
-    let stats_lines = || daemon.lines().iter().filter(|l| l.contains(" stats ")).count();
+    let stats_lines = || {
+        daemon
+            .lines()
+            .iter()
+            .filter(|l| l.contains(" stats "))
+            .count()
+    };
     let before = stats_lines();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = stats_lines() - before;
     let messages = sim.stats().await.published;
     daemon.sigterm();
 
-    assert!(messages > 500, "the simulator published only {messages} messages");
+    assert!(
+        messages > 500,
+        "the simulator published only {messages} messages"
+    );
     // 20 ticks are due in 2 s. A loaded machine may miss some, but a tick that every
     // message postpones misses all of them.
-    assert!(during >= 8, "{during} stats lines in 2 s, expected about 20");
+    assert!(
+        during >= 8,
+        "{during} stats lines in 2 s, expected about 20"
+    );
 }
