@@ -70,6 +70,23 @@ impl Candidate {
         }
     }
 
+    /// Returns the sort key of the validation queue: the configured host first, then a
+    /// host announcing `target` (the portal id looked for), then the others, each group
+    /// by method. An announcement is fresher than the stored address, which may be
+    /// unreachable after a router reboot and would otherwise be retried ahead of it, each
+    /// try waiting out a connect timeout.
+    pub fn validation_order(&self, target: Option<&str>) -> (u8, Method) {
+        let announces_target = self.method != Method::Cached
+            && target.is_some()
+            && self.portal_hint.as_deref() == target;
+        let group = match self.method {
+            Method::Configured => 0,
+            _ if announces_target => 1,
+            _ => 2,
+        };
+        (group, self.method)
+    }
+
     /// Adds the hints of `other` (same host) that this one lacks. The earlier method wins.
     pub fn merge(&mut self, other: &Candidate) {
         self.method = self.method.min(other.method);

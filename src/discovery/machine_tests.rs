@@ -337,6 +337,47 @@ fn lost_link_searches_last_address_first_with_backoff() {
 }
 
 #[test]
+fn lost_gx_new_address_tried_first() {
+    let t0 = Instant::now();
+    let adopted = Adoption {
+        portal_id: GX_A.into(),
+        host: ip(20),
+        port: 1883,
+        tls: false,
+        model: None,
+        firmware: None,
+    };
+    let (mut machine, _) = Machine::new(config(), Some(adopted), None, t0);
+    let (_, actions) = validate_next(&mut machine, gx(GX_A), t0);
+    let endpoint = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Emit(DiscoveryEvent::Use(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap();
+    machine.on_link(LinkReport::Connected(endpoint), t0);
+
+    // After a router reboot nothing replies at the old address, so each try of it waits
+    // out a connect timeout. Meanwhile the GX replies to an M-SEARCH from its new address.
+    let t10 = t0 + Duration::from_secs(10);
+    machine.on_link(LinkReport::Lost, t10);
+    let (old, _) = machine.next_validation(t10);
+    let old = old.expect("the old address is tried at once");
+    assert_eq!(old.host, ip(20));
+    machine.on_candidate(ssdp(45, GX_A, true), t10 + Duration::from_secs(1));
+    machine.on_outcome(&old, Outcome::Unreachable, t10 + Duration::from_secs(5));
+
+    // The next try of the old address is due, but the announced address goes first.
+    let now = t10 + Duration::from_secs(6);
+    machine.on_tick(now);
+    let (next, _) = machine.next_validation(now);
+    assert_eq!(next.as_ref().map(|c| c.host), Some(ip(45)));
+    let actions = machine.on_outcome(&next.unwrap(), gx(GX_A), now);
+    assert_eq!(used(&actions).as_deref(), Some(GX_A));
+}
+
+#[test]
 fn link_auth_failure_holds_auth_required() {
     let t0 = Instant::now();
     let adopted = Adoption {

@@ -1,6 +1,6 @@
-//! Counts the frames a namespace sends: an AF_PACKET socket on one interface, opened by
-//! a thread that has joined the namespace, records every outgoing frame with its time,
-//! its IPv4 destination and protocol.
+//! Counts frames on one interface of a namespace: an AF_PACKET socket, opened by a
+//! thread that has joined the namespace, records every frame sent (or received) with its
+//! time, its IPv4 destination and protocol.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +13,11 @@ pub struct Frame {
     pub at: Instant,
     /// Ethertype: 0x0800 IPv4, 0x0806 ARP.
     pub ethertype: u16,
+    /// IPv4 destination, or for ARP the target protocol address.
     pub dst: Option<Ipv4Addr>,
     /// IP protocol: 6 TCP, 17 UDP.
     pub protocol: u8,
+    pub src_port: u16,
     pub dst_port: u16,
     /// TCP flags (SYN = 0x02).
     pub tcp_flags: u8,
@@ -29,9 +31,22 @@ pub struct Capture {
 
 const PACKET_OUTGOING: u8 = 4;
 
+/// Which frames of an interface a capture records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
 impl Capture {
     /// Starts capturing what `interface` in namespace `ns` sends.
     pub fn start(ns: &str, interface: &str) -> Capture {
+        Capture::start_direction(ns, interface, Direction::Sent)
+    }
+
+    /// Starts capturing the frames that `interface` in namespace `ns` sends or receives.
+    /// On a switch port, the received frames are everything its host sent.
+    pub fn start_direction(ns: &str, interface: &str, direction: Direction) -> Capture {
         let frames = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -40,7 +55,9 @@ impl Capture {
             let stop = stop.clone();
             let ns = ns.to_string();
             let interface = interface.to_string();
-            std::thread::spawn(move || capture(&ns, &interface, &frames, &stop, ready_tx))
+            std::thread::spawn(move || {
+                capture(&ns, &interface, direction, &frames, &stop, ready_tx)
+            })
         };
         ready_rx.recv_timeout(Duration::from_secs(5)).expect("capture socket ready");
         Capture { frames, stop, thread: Some(thread) }
@@ -63,19 +80,15 @@ impl Drop for Capture {
 fn capture(
     ns: &str,
     interface: &str,
+    direction: Direction,
     frames: &Mutex<Vec<Frame>>,
     stop: &AtomicBool,
     ready: std::sync::mpsc::Sender<()>,
 ) {
-    let path = std::ffi::CString::new(format!("/run/netns/{ns}")).unwrap();
+    crate::net::enter_namespace(ns);
     let name = std::ffi::CString::new(interface).unwrap();
-    // SAFETY: plain libc calls on owned, NUL-terminated strings and local structs; setns
-    // affects only this thread, which ends with the capture.
+    // SAFETY: plain libc calls on owned, NUL-terminated strings and local structs.
     unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
-        assert!(fd >= 0, "open {ns}");
-        assert_eq!(libc::setns(fd, libc::CLONE_NEWNET), 0, "setns {ns}");
-        libc::close(fd);
         let protocol = (libc::ETH_P_ALL as u16).to_be() as i32;
         let socket = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, protocol);
         assert!(socket >= 0, "AF_PACKET socket");
@@ -113,7 +126,8 @@ fn capture(
                 &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
                 &mut len,
             );
-            if n <= 0 || from.sll_pkttype != PACKET_OUTGOING {
+            let outgoing = from.sll_pkttype == PACKET_OUTGOING;
+            if n <= 0 || outgoing != (direction == Direction::Sent) {
                 continue;
             }
             if let Some(frame) = parse(&buf[..n as usize]) {
@@ -129,14 +143,27 @@ fn parse(frame: &[u8]) -> Option<Frame> {
         return None;
     }
     let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let mut out =
-        Frame { at: Instant::now(), ethertype, dst: None, protocol: 0, dst_port: 0, tcp_flags: 0 };
+    let mut out = Frame {
+        at: Instant::now(),
+        ethertype,
+        dst: None,
+        protocol: 0,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+    };
+    // ARP for IPv4 over Ethernet: the target protocol address is bytes 24-27.
+    if ethertype == 0x0806 && frame.len() >= 14 + 28 {
+        let arp = &frame[14..];
+        out.dst = Some(Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]));
+    }
     if ethertype == 0x0800 && frame.len() >= 34 {
         let ip = &frame[14..];
         let header = usize::from(ip[0] & 0x0f) * 4;
         out.protocol = ip[9];
         out.dst = Some(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
         if ip.len() >= header + 14 && (out.protocol == 6 || out.protocol == 17) {
+            out.src_port = u16::from_be_bytes([ip[header], ip[header + 1]]);
             out.dst_port = u16::from_be_bytes([ip[header + 2], ip[header + 3]]);
             if out.protocol == 6 {
                 out.tcp_flags = ip[header + 13];

@@ -1,5 +1,6 @@
-//! The simulated GX on a test LAN host (a real Mosquitto with the retained Serial, plus
-//! `sim-lan` for SSDP, the web page and mDNS), a decoy broker, and `discover` runs.
+//! The simulated GX on a test LAN host (a real Mosquitto with the retained Serial, or
+//! with `simulate` publishing a capture into it, plus `sim-lan` for SSDP, the web page
+//! and mDNS), a decoy broker, and `discover` runs.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -11,15 +12,18 @@ use crate::net::{mosquitto, Host, Lan};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_roamcore-victron");
 
-/// Starts Mosquitto on `host`:1883 (and nothing on 8883). Returns the child index.
+/// Portal id of the simulated GX that the daemon tests bridge.
+pub const GX_A: &str = "c0619ab0d0e1";
+
+/// Starts Mosquitto on port 1883 of every address of `host` (and nothing on 8883), so
+/// the simulator can publish over loopback while `eth0` changes. Returns the child index.
 pub fn broker(lan: &mut Lan, host: &Host, dir: &Path, password: Option<&str>) -> usize {
     let conf = dir.join(format!("mosquitto-{}.conf", host.addr));
     // Mosquitto drops root privileges to its own user, which cannot write into the
     // test's directory, so the log goes to stderr (unbuffered) and the test writes it.
-    let mut text = format!(
-        "listener 1883 {}\npersistence false\nlog_dest stderr\nlog_type all\nlog_timestamp true\n",
-        host.addr
-    );
+    let mut text =
+        "listener 1883\npersistence false\nlog_dest stderr\nlog_type all\nlog_timestamp true\n"
+            .to_string();
     match password {
         Some(password) => {
             let file = dir.join(format!("passwd-{}", host.addr));
@@ -108,6 +112,36 @@ pub fn log_path(dir: &Path, host: &Host) -> PathBuf {
     dir.join(format!("mosquitto-{}.log", host.addr))
 }
 
+/// Lists the MQTT clients that connected to a broker, as (address, client id), from
+/// its log lines "New client connected from ADDR:PORT as ID (...)".
+pub fn broker_clients(log: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split_once("New client connected from ").map(|(_, rest)| rest))
+        .filter_map(|rest| {
+            let (from, rest) = rest.split_once(" as ")?;
+            let id = rest.split(' ').next()?;
+            let addr = from.rsplit_once(':').map_or(from, |(addr, _)| addr);
+            Some((addr.to_string(), id.to_string()))
+        })
+        .collect()
+}
+
+/// Asserts that the bridge never used the broker whose log is `log`: no connection with
+/// the GX link's client id (`roamcore-victron-...`) and no PUBLISH from any of our
+/// clients. Returns how many validation connections (`roamcore-probe-...`) it had.
+pub fn assert_not_bridged(log: &Path) -> usize {
+    let clients = broker_clients(log);
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let bridged: Vec<_> =
+        clients.iter().filter(|(_, id)| id.starts_with("roamcore-victron-")).collect();
+    assert!(bridged.is_empty(), "the bridge connected to {}: {bridged:?}", log.display());
+    let published =
+        text.lines().filter(|l| l.contains("Received PUBLISH from roamcore")).count();
+    assert_eq!(published, 0, "the bridge published to {}", log.display());
+    clients.iter().filter(|(_, id)| id.starts_with("roamcore-probe-")).count()
+}
+
 /// Waits until `host`:`port` accepts connections (checked from inside its namespace).
 fn wait_for_tcp(lan: &Lan, host: &Host, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -145,6 +179,63 @@ pub fn sim_lan(lan: &mut Lan, host: &Host, portal: &str, flags: &[&str]) -> usiz
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     assert!(line.contains("ready"), "sim-lan did not start: {line}");
+    index
+}
+
+/// Starts a simulated GX with live values: a broker, `simulate` publishing the `boat`
+/// capture into it under `portal`, and `sim-lan` with `flags`. `time_scale` divides the
+/// simulator's Venus timers and must equal the daemon's `--time-scale`, or the 3 s
+/// heartbeat exceeds the daemon's scaled heartbeat timeout. Returns the child index of
+/// `sim-lan`.
+pub fn live_gx(
+    lan: &mut Lan,
+    host: &Host,
+    dir: &Path,
+    portal: &str,
+    password: Option<&str>,
+    time_scale: f64,
+    flags: &[&str],
+) -> usize {
+    broker(lan, host, dir, password);
+    simulator(lan, host, dir, portal, password, time_scale);
+    sim_lan(lan, host, portal, flags)
+}
+
+/// Starts `simulate` against the broker on `host` (over loopback) and waits until the
+/// retained Serial is there.
+pub fn simulator(
+    lan: &mut Lan,
+    host: &Host,
+    dir: &Path,
+    portal: &str,
+    password: Option<&str>,
+    time_scale: f64,
+) -> usize {
+    let scale = time_scale.to_string();
+    let mut args = vec![
+        "simulate",
+        "--broker",
+        "127.0.0.1:1883",
+        "--portal-id",
+        portal,
+        "--time-scale",
+        &scale,
+        "--log-level",
+        "warning",
+    ];
+    if let Some(password) = password {
+        args.extend(["--username", "roamcore", "--password", password]);
+    }
+    let log = std::fs::File::create(dir.join(format!("simulate-{portal}.log"))).unwrap();
+    let index = lan.spawn_with(host, BIN, &args, Stdio::null(), Stdio::from(log));
+
+    let topic = format!("N/{portal}/system/0/Serial");
+    let mut sub = vec!["-h", "127.0.0.1", "-t", &topic, "-C", "1", "-W", "10"];
+    if let Some(password) = password {
+        sub.extend(["-u", "roamcore", "-P", password]);
+    }
+    let out = lan.exec(host, "mosquitto_sub", &sub);
+    assert!(out.status.success(), "no retained Serial from the simulator of {portal}");
     index
 }
 

@@ -54,6 +54,8 @@ fn disable_ipv6(ns: &str) {
 pub struct Host {
     pub ns: String,
     pub addr: Ipv4Addr,
+    /// The host's port on the switch's bridge; `None` behind a second interface.
+    pub port: Option<String>,
 }
 
 pub struct Lan {
@@ -85,6 +87,11 @@ impl Lan {
         lan
     }
 
+    /// Returns the name of the switch's namespace, which holds each host's bridge port.
+    pub fn switch_ns(&self) -> String {
+        self.switch.clone()
+    }
+
     /// Adds a host at 192.168.<third>.<last>/24 on its `eth0`.
     pub fn host(&mut self, name: &str, last: u8) -> Host {
         let ns = format!("{}-{name}", self.prefix);
@@ -113,7 +120,7 @@ impl Lan {
         run(&["-n", &ns, "link", "set", "eth0", "up"]);
         // Multicast (SSDP, mDNS) leaves by eth0 even without a default route.
         run(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
-        let host = Host { ns, addr };
+        let host = Host { ns, addr, port: Some(port) };
         self.hosts.push(host.clone());
         host
     }
@@ -134,7 +141,7 @@ impl Lan {
         run(&["-n", &ns, "link", "set", "lo", "up"]);
         run(&["-n", &ns, "link", "set", "eth0", "up"]);
         let addr: Ipv4Addr = far_cidr.split('/').next().unwrap().parse().unwrap();
-        let far = Host { ns, addr };
+        let far = Host { ns, addr, port: None };
         self.hosts.push(far.clone());
         far
     }
@@ -153,14 +160,26 @@ impl Lan {
         stdout: Stdio,
         stderr: Stdio,
     ) -> usize {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &host.ns, program])
-            .args(args)
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &host.ns, program]).args(args);
+        self.spawn_command(host, command, stdout, stderr)
+    }
+
+    /// Starts `command`, an `ip netns exec` command line for `host` (with its own
+    /// environment, for example). It is killed when the LAN is dropped.
+    pub fn spawn_command(
+        &mut self,
+        host: &Host,
+        mut command: Command,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> usize {
+        let child = command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {program} in {}: {e}", host.ns));
+            .unwrap_or_else(|e| panic!("starting {command:?} in {}: {e}", host.ns));
         self.children.push(child);
         self.children.len() - 1
     }
@@ -185,6 +204,62 @@ impl Lan {
         let child = &mut self.children[index];
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Sends SIGTERM to a process started with `spawn` and waits up to 10 s for it to
+    /// exit (then kills it). `ip netns exec` execs the program, so the child's pid is the
+    /// program's.
+    pub fn terminate(&mut self, index: usize) {
+        let child = &mut self.children[index];
+        // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Returns true while a process started with `spawn` has not exited.
+    pub fn is_running(&mut self, index: usize) -> bool {
+        matches!(self.children[index].try_wait(), Ok(None))
+    }
+
+    /// Takes `host`'s switch port down (frames to and from it are dropped silently, as
+    /// when a router reboots) or brings it back up.
+    pub fn set_link(&self, host: &Host, up: bool) {
+        let port = host.port.as_deref().expect("a host on the switch");
+        run(&["-n", &self.switch, "link", "set", port, if up { "up" } else { "down" }]);
+    }
+
+    /// Gives `host` the address 192.168.<third>.<last> in place of its current one, as a
+    /// DHCP server may after a router reboot. Processes bound to the old address keep
+    /// running but can no longer be reached.
+    pub fn move_host(&self, host: &mut Host, last: u8) {
+        let addr = Ipv4Addr::new(self.subnet[0], self.subnet[1], self.subnet[2], last);
+        // Deleting first: deleting a primary address also deletes the secondaries of
+        // its subnet (unless promote_secondaries is set).
+        run(&["-n", &host.ns, "addr", "del", &format!("{}/24", host.addr), "dev", "eth0"]);
+        run(&["-n", &host.ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+        host.addr = addr;
+    }
+}
+
+/// Moves the calling thread into network namespace `ns`. Sockets the thread creates
+/// afterwards belong to that namespace, whichever thread uses them later.
+pub fn enter_namespace(ns: &str) {
+    let path = std::ffi::CString::new(format!("/run/netns/{ns}")).unwrap();
+    // SAFETY: plain libc calls on an owned, NUL-terminated path; setns affects only the
+    // calling thread.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+        assert!(fd >= 0, "open {ns}");
+        assert_eq!(libc::setns(fd, libc::CLONE_NEWNET), 0, "setns {ns}");
+        libc::close(fd);
     }
 }
 

@@ -5,19 +5,11 @@ use std::time::{Duration, Instant};
 
 use crate::capture::{max_in_window, Capture, Frame};
 use crate::gx::{self, is_event, is_status, Discover};
-use crate::net::{skip_reason, Lan};
+use crate::net::Lan;
+use crate::traffic::dump_peak;
 
 const GX_A: &str = "c0619ab0d0e1";
 const GX_B: &str = "c0619ab88ee0";
-
-macro_rules! skip_unless_lan {
-    () => {
-        if let Some(reason) = skip_reason() {
-            eprintln!("skipped: {reason}");
-            return;
-        }
-    };
-}
 
 fn is_use_of(json: &serde_json::Value, portal: &str) -> bool {
     is_event(json, "use") && json["portal_id"] == portal
@@ -52,33 +44,6 @@ fn check_traffic(frames: &[Frame], subnet: [u8; 3]) -> (usize, f64) {
         _ => 1.0,
     };
     (peak, frames.len() as f64 / seconds)
-}
-
-/// Prints the frames of the fullest one-second window, to see what a peak is made of.
-fn dump_peak(frames: &[Frame]) {
-    let window = Duration::from_secs(1);
-    let (mut best, mut best_start, mut start) = (0, 0, 0);
-    for end in 0..frames.len() {
-        while frames[end].at.duration_since(frames[start].at) >= window {
-            start += 1;
-        }
-        if end - start + 1 > best {
-            best = end - start + 1;
-            best_start = start;
-        }
-    }
-    let t0 = frames[0].at;
-    for f in &frames[best_start..best_start + best] {
-        eprintln!(
-            "{:8.3} type {:04x} dst {:?} proto {} port {} flags {:02x}",
-            f.at.duration_since(t0).as_secs_f64(),
-            f.ethertype,
-            f.dst,
-            f.protocol,
-            f.dst_port,
-            f.tcp_flags
-        );
-    }
 }
 
 #[test]

@@ -265,8 +265,10 @@ impl Machine {
             Some(queued) => queued.merge(&candidate),
             None => self.queue.push(candidate),
         }
-        // Stable sort: the configured and cached hosts first, then by method.
-        self.queue.sort_by_key(|c| c.method);
+        // Stable sort: the configured host, hosts announcing the portal id looked for,
+        // then by method (the cached address first).
+        let target = self.target_portal().map(str::to_string);
+        self.queue.sort_by_key(|c| c.validation_order(target.as_deref()));
     }
 
     /// Hands out the next candidate to validate, if any may be validated now. Only one

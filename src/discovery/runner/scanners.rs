@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::{Runner, Trace, DESCRIPTION_PACKETS, MSEARCH_INTERVAL, SWEEP_GRACE, SWEEP_TIMEOUT};
 use crate::discovery::candidate::{Candidate, Method};
+use crate::discovery::machine::Phase;
 use crate::discovery::netif;
 use crate::discovery::policy::{self, ScanMode, SubnetVerdict};
 use crate::discovery::ssdp::{self, Announcement};
@@ -54,7 +55,12 @@ impl Runner {
             return;
         }
         let host = ssdp::location_host(&announcement.location, source);
-        if self.mode == Some(ScanMode::Passive) {
+        // A GX held because MQTT access is off: simple-upnpd restarts when the owner
+        // switches MQTT on, and only its description carries the new X_MqttOnLan. That
+        // fetch is the one HTTP exchange allowed outside a search, at most once a minute
+        // per description URL and boot id (the description cache).
+        let mqtt_off_host = matches!(self.machine.phase(), Phase::MqttDisabled(h) if *h == host);
+        if self.mode == Some(ScanMode::Passive) && !mqtt_off_host {
             // No HTTP while connected: the UDN in the USN carries the portal id.
             if let Some(portal) = portal_from_usn(&announcement.usn) {
                 let mut candidate = Candidate::new(host, Method::Ssdp);
@@ -72,7 +78,7 @@ impl Runner {
         let active = self.active.clone();
         tokio::spawn(async move {
             budget.take(DESCRIPTION_PACKETS).await;
-            if !active.load(std::sync::atomic::Ordering::SeqCst) {
+            if !mqtt_off_host && !active.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
             match ssdp::fetch_description(&announcement.location, Duration::from_secs(3)).await {
