@@ -74,6 +74,8 @@ pub struct Session {
     firmware: Firmware,
     last_keepalive: Option<Instant>,
     last_heartbeat: Option<Instant>,
+    /// When the last value (any `N/<portal>/...` item) arrived.
+    last_value: Option<Instant>,
     stale_backoff: Backoff,
     token_counter: u64,
     token_prefix: String,
@@ -89,6 +91,7 @@ impl Session {
             firmware: Firmware::Unknown,
             last_keepalive: None,
             last_heartbeat: None,
+            last_value: None,
             stale_backoff,
             token_counter: 0,
             token_prefix: format!("roamcore-{:08x}", rand::random::<u32>()),
@@ -123,6 +126,7 @@ impl Session {
         self.firmware = Firmware::Unknown;
         self.last_keepalive = None;
         self.last_heartbeat = None;
+        self.last_value = None;
         self.stale_backoff.reset();
         vec![Action::Subscribe(vec![super::topic::SERIAL_FILTER.to_string()])]
     }
@@ -161,6 +165,11 @@ impl Session {
             Action::SnapshotBegin,
             Action::Keepalive(String::new()),
         ]
+    }
+
+    /// A value message of our portal arrived.
+    pub fn value(&mut self, now: Instant) {
+        self.last_value = Some(now);
     }
 
     /// `N/<portal>/heartbeat`: only dbus-flashmq sends it.
@@ -234,10 +243,25 @@ impl Session {
                 }
                 return actions;
             }
-            Phase::Snapshot { since, .. } => {
+            Phase::Snapshot { since, token } => {
                 if now.duration_since(since) >= self.timings.gx_snapshot_fallback {
-                    // dbus-mqtt, and dbus-flashmq before Nov 2023, never send the marker.
-                    actions.extend(self.go_live(now));
+                    let heard = |at: Option<Instant>| at.is_some_and(|at| at >= since);
+                    if heard(self.last_value) || heard(self.last_heartbeat) {
+                        // dbus-mqtt, and dbus-flashmq before Nov 2023, never send the marker.
+                        actions.extend(self.go_live(now));
+                    } else {
+                        // Nothing at all since the keepalive: the GX is not answering (it may
+                        // have gone away right after we connected). Ask again rather than
+                        // showing entities as available with no data.
+                        self.phase = Phase::Snapshot { since: now, token: token.clone() };
+                        self.last_keepalive = Some(now);
+                        let payload = match &token {
+                            Some(token) => full_keepalive(token),
+                            None => String::new(),
+                        };
+                        actions.push(Action::Keepalive(payload));
+                        return actions;
+                    }
                 }
             }
             Phase::Live => {
@@ -371,6 +395,7 @@ mod tests {
         let (mut s, t0) = session();
         s.connected(t0);
         s.serial("p", t0);
+        s.value(t0 + secs(1));
         let actions = s.tick(t0 + secs(10));
         assert!(actions.contains(&Action::Online), "timer stands in for the marker: {actions:?}");
         for n in 1..=6 {
@@ -518,6 +543,18 @@ mod tests {
         // silence, but the watchdog has gone stale at 43 s already.
         let actions = s.tick(t0 + secs(43));
         assert!(actions.contains(&Action::Offline("no heartbeat from the GX for 10 s")));
+    }
+
+    #[test]
+    fn silent_gx_is_not_declared_online() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        let actions = s.tick(t0 + secs(10));
+        assert!(!actions.contains(&Action::Online), "{actions:?}");
+        assert_eq!(keepalives(&actions), vec![""], "asks again");
+        s.value(t0 + secs(12));
+        assert!(s.tick(t0 + secs(20)).contains(&Action::Online));
     }
 
     #[test]
