@@ -127,7 +127,7 @@ pub fn parse_ipv4_net(text: &str) -> Result<Ipv4Net, String> {
     Ok(Ipv4Net { addr, prefix })
 }
 
-/// Where the GX is: a fixed address, or found by scanning.
+/// GX location: a fixed address, or found by scanning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GxTarget {
     Fixed(HostPort),
@@ -203,7 +203,7 @@ pub fn validate_args(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// A portal id is the GX's 12-character VRM id: lower-case hex in practice.
+/// Checks a portal id: the GX's 12-character VRM id, lower-case hex in practice.
 pub fn validate_portal_id(text: &str) -> Result<(), String> {
     let ok = text.len() == 12 && text.chars().all(|c| c.is_ascii_alphanumeric());
     if ok {

@@ -40,7 +40,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The numbers for each throttle class. `scale` multiplies every duration (1.0 in
+    /// Returns the numbers for a throttle class. `scale` multiplies every duration (1.0 in
     /// production; smaller in accelerated tests).
     pub fn for_class(class: ThrottleClass, scale: f64) -> Policy {
         let s = |secs: f64| Duration::from_secs_f64(secs * scale);

@@ -36,7 +36,7 @@ pub struct PendingAdoption {
 
 pub const FILE_NAME: &str = "adopt.json";
 
-/// The portal id requested with `adopt`, if any.
+/// Returns the portal id requested with `adopt`, if any.
 pub fn pending(data_dir: &Path) -> Option<String> {
     crate::store::read_json::<PendingAdoption>(&data_dir.join(FILE_NAME)).ok().flatten().map(|p| p.portal_id)
 }

@@ -31,7 +31,7 @@ pub fn main(args: EntitiesArgs) -> i32 {
     0
 }
 
-/// The catalogue as JSON: one object per row, with the entity id pattern.
+/// Renders the catalogue as JSON: one object per row, with the entity id pattern.
 pub fn json_catalogue() -> serde_json::Value {
     let rows: Vec<serde_json::Value> = CATALOGUE
         .iter()

@@ -9,8 +9,8 @@ use crate::model::registry::Registry;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ForgetArgs {
-    /// Forget entities unseen for at least this many days (0 forgets every entity that is
-    /// not always present).
+    /// Forget entities unseen for at least this many days (0: every entity that is not
+    /// always present).
     #[arg(long, value_name = "DAYS")]
     pub days: u32,
 

@@ -39,7 +39,7 @@ const fn sensor(key: &'static str, name: &'static str, source: Source) -> Entity
     entity(key, Component::Sensor, name, source)
 }
 
-/// A measurement sensor with unit, device class, precision and throttle class.
+/// Builds a measurement sensor with unit, device class, precision and throttle class.
 const fn measured(
     key: &'static str,
     name: &'static str,
@@ -58,7 +58,7 @@ const fn measured(
     def
 }
 
-/// An energy counter for the Energy dashboard: kWh, `total_increasing`.
+/// Builds an energy counter for the Energy dashboard: kWh, `total_increasing`.
 const fn energy(key: &'static str, name: &'static str, source: Source) -> EntityDef {
     let mut def = sensor(key, name, source);
     def.unit = Some("kWh");

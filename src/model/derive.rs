@@ -40,9 +40,9 @@ fn shore_connected(gx: &GxState, ctx: &Context<'_>, problems: &mut Vec<Problem>)
     }
 }
 
-/// From the generator start/stop service when there is one (1 running, 2 warm-up,
-/// 3 cool-down are on; 0 stopped, 4 stopping, 10 error are off); else on while power is
-/// drawn from a generator input, and off afterwards once a generator has been seen.
+/// Reads the generator start/stop service when there is one: states 1 running, 2 warm-up
+/// and 3 cool-down are on, 0 stopped, 4 stopping and 10 error are off. Without it, the
+/// entity is on while power is drawn from a generator input, and off once one was seen.
 fn generator_running(gx: &GxState, ctx: &Context<'_>, problems: &mut Vec<Problem>) -> Eval {
     if let Some(generator) = gx.of_kind(ServiceKind::Generator).next() {
         return match generator.value("State") {
@@ -126,7 +126,7 @@ fn system_alarm(gx: &GxState) -> Eval {
     Eval::Value(State::Alarms(active))
 }
 
-/// The position of the GPS the GX uses. Without a fix (or before the first one) the
+/// Returns the position of the GPS the GX uses. Without a fix (or before the first one) the
 /// tracker is unavailable rather than showing a stale position or 0,0.
 fn gps_position(gx: &GxState) -> Eval {
     let Some(gps) = gx.role(Role::Gps) else {

@@ -1,4 +1,4 @@
-//! What the GX has told us: its devices and their latest values, for the stored paths only.
+//! The GX's devices and their latest values, for the stored paths only.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +30,7 @@ impl DeviceId {
 }
 
 /// One device and its stored values. `None` = never received in this session;
-/// `Some(GxValue::Null)` = the GX says the value is invalid right now.
+/// `Some(GxValue::Null)` = the GX reports the value as invalid right now.
 #[derive(Debug, Clone)]
 pub struct Device {
     pub id: DeviceId,
@@ -59,7 +59,7 @@ impl Device {
         self.value(path).and_then(GxValue::as_str)
     }
 
-    /// The name to show: the custom name if set, else the product name.
+    /// Returns the name to show: the custom name if set, else the product name.
     pub fn display_name(&self) -> Option<&str> {
         let custom = self.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
         custom.or_else(|| self.text("ProductName").map(str::trim).filter(|s| !s.is_empty()))
@@ -71,7 +71,7 @@ impl Device {
     }
 }
 
-/// What a stored update changed.
+/// Effect of storing one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
     /// The value was stored (it may equal the previous one).
@@ -135,7 +135,7 @@ impl GxState {
         }
     }
 
-    /// A zero-byte payload: the device left D-Bus. Its values are dropped.
+    /// Marks a device gone after a zero-byte payload (it left D-Bus) and drops its values.
     pub fn gone(&mut self, id: &DeviceId) -> Stored {
         match self.devices.get_mut(id) {
             Some(device) if device.present => {
@@ -165,7 +165,7 @@ impl GxState {
         (device, new_device)
     }
 
-    /// The device holding a role right now.
+    /// Returns the device holding a role right now.
     pub fn role(&self, role: Role) -> Option<&Device> {
         match role {
             Role::MainBattery => self.main_battery(),
@@ -178,7 +178,7 @@ impl GxState {
         }
     }
 
-    /// The battery monitor systemcalc uses: `ActiveBatteryService` is
+    /// Returns the battery monitor systemcalc uses: `ActiveBatteryService` is
     /// `com.victronenergy.battery/275`. When the GX uses the inverter's SOC (a vebus
     /// service) there is no main battery monitor. Without the path (old firmware or a
     /// recording), the first battery monitor.
@@ -197,7 +197,7 @@ impl GxState {
         }
     }
 
-    /// The inverter/charger systemcalc uses (`VebusInstance`), else the first one.
+    /// Returns the inverter/charger systemcalc uses (`VebusInstance`), else the first one.
     fn inverter(&self) -> Option<&Device> {
         let instance = self.system().and_then(|s| s.number("VebusInstance"));
         if let Some(instance) = instance {

@@ -30,7 +30,7 @@ const STRUCTURAL_PATHS: &[(ServiceKind, &str)] = &[
     (ServiceKind::Temperature, "CustomName"),
 ];
 
-/// What one ingested message changed.
+/// Changes caused by one ingested message.
 #[derive(Debug, Default)]
 pub struct Changes {
     /// Entities whose evaluation changed.
@@ -403,7 +403,7 @@ struct DesiredBinding {
     device: DeviceId,
 }
 
-/// The `{name}` of a per-device entity: the device's custom name, else a generic one.
+/// Returns the `{name}` of a per-device entity: the device's custom name, else a generic one.
 fn device_name(family: Family, slug: &str, slot: u32, custom: &str) -> String {
     if !custom.is_empty() {
         return custom.to_string();
@@ -416,7 +416,7 @@ fn device_name(family: Family, slug: &str, slot: u32, custom: &str) -> String {
     }
 }
 
-/// The (kind, path) pairs whose change re-evaluates a fixed entity.
+/// Lists the (kind, path) pairs whose change re-evaluates a fixed entity.
 fn dependencies(def: &EntityDef) -> Vec<(ServiceKind, &'static str)> {
     let mut deps = source_paths(&def.source);
     if def.transform == Transform::TimeToGo {

@@ -95,7 +95,7 @@ impl PathTable {
     }
 }
 
-/// The (kind, path) pairs a source reads. Phase patterns expand to L1..L3 and role paths
+/// Lists the (kind, path) pairs a source reads. Phase patterns expand to L1..L3 and role paths
 /// to every kind that can hold the role.
 pub fn source_paths(source: &Source) -> Vec<(ServiceKind, &'static str)> {
     match *source {

@@ -20,7 +20,7 @@ use super::spec::{EntityDef, Family, Presence};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntityId(pub usize);
 
-/// What a per-device entity is bound to.
+/// Target of a per-device entity: a catalogue row, a device, or nothing yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Binding {
     /// A fixed catalogue row.
@@ -54,7 +54,7 @@ impl Entity {
         }
     }
 
-    /// The entity's capability is present: it is not unavailable on its own account.
+    /// Returns true when the entity's capability is present (it is not unavailable on its own account).
     pub fn available(&self) -> bool {
         match self.def.presence {
             Presence::Diagnostic => true,
@@ -269,7 +269,7 @@ impl Registry {
         first
     }
 
-    /// The slot of `identity` in `group`, assigning one if needed. `reuse` allows taking a
+    /// Returns the slot of `identity` in `group`, assigning one if needed. `reuse` allows taking a
     /// slot whose device is not present (a replaced tank sender keeps the entity ids);
     /// slots start at `first`.
     pub fn slot(&mut self, group: &str, identity: &str, first: u32, present: &dyn Fn(&str) -> bool, reuse: bool) -> u32 {

@@ -39,7 +39,7 @@ impl ServiceKind {
         ServiceKind::Alternator,
     ];
 
-    /// The service type as it appears in topics.
+    /// Returns the service type as it appears in topics.
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceKind::System => "system",
