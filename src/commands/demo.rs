@@ -59,6 +59,10 @@ pub fn main(args: DemoArgs) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = Capture::load(&args.capture) {
+        eprintln!("roamcore-victron demo: invalid --capture: {e:#}");
+        return 2;
+    }
     match runtime.block_on(run(args)) {
         Ok(()) => 0,
         Err(e) => {

@@ -20,7 +20,16 @@ pub struct ForgetArgs {
 }
 
 pub fn main(args: ForgetArgs) -> i32 {
-    let data_dir = args.data_dir.unwrap_or_else(|| super::default_data_dir());
+    crate::logging::init(crate::cli::LogLevel::Info);
+    let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
+    if !data_dir.join(crate::model::registry::STORE_FILE).is_file() {
+        eprintln!(
+            "roamcore-victron forget: no stored entities in {} (no {}); check --data-dir",
+            data_dir.display(),
+            crate::model::registry::STORE_FILE
+        );
+        return 1;
+    }
     if let Some(pid) = super::running_daemon(&data_dir) {
         eprintln!(
             "roamcore-victron forget: the daemon (pid {pid}) is running with {}; stop it first, \
@@ -30,7 +39,13 @@ pub fn main(args: ForgetArgs) -> i32 {
         return 1;
     }
 
-    let forgotten = forget(&data_dir, args.days);
+    let forgotten = match forget(&data_dir, args.days) {
+        Ok(forgotten) => forgotten,
+        Err(e) => {
+            eprintln!("roamcore-victron forget: cannot save {}: {e}", data_dir.join(crate::model::registry::STORE_FILE).display());
+            return 1;
+        }
+    };
     if forgotten.is_empty() {
         println!("nothing to forget: every entity was seen in the last {} days", args.days);
     } else {
@@ -40,12 +55,12 @@ pub fn main(args: ForgetArgs) -> i32 {
     0
 }
 
-/// Forgets entities unseen for `days` in the registry stored in `data_dir`.
-pub fn forget(data_dir: &std::path::Path, days: u32) -> Vec<String> {
+/// Forgets entities unseen for `days` in the registry stored in `data_dir` and saves it.
+pub fn forget(data_dir: &std::path::Path, days: u32) -> std::io::Result<Vec<String>> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let cutoff = now.saturating_sub(u64::from(days) * 86_400).saturating_add(u64::from(days == 0));
     let mut registry = Registry::open(Some(data_dir));
     let forgotten = registry.forget_before(cutoff);
-    registry.save();
-    forgotten
+    registry.try_save()?;
+    Ok(forgotten)
 }

@@ -34,10 +34,25 @@ pub fn main(args: HealthArgs) -> i32 {
         return 1;
     };
 
+    if !daemon_alive(record.pid) {
+        println!("unhealthy: the daemon that wrote {} (pid {}) is not running", path.display(), record.pid);
+        return 1;
+    }
+
     let verdict = health::judge(&record, now);
     println!("{verdict} (pid {})", record.pid);
     match verdict {
         Verdict::Healthy => 0,
         Verdict::LoopStalled { .. } | Verdict::PublishStalled { .. } => 1,
+    }
+}
+
+/// True when `pid` is a running roamcore-victron process (a crashed daemon leaves its last
+/// record behind, and the pid may be reused by another program).
+fn daemon_alive(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("roamcore-victron"),
+        // Without /proc (not Linux) the pid cannot be checked; trust the record.
+        Err(_) => !std::path::Path::new("/proc/self").exists(),
     }
 }

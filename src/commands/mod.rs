@@ -24,6 +24,10 @@ pub const PID_FILE: &str = "daemon.pid";
 pub fn running_daemon(data_dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?;
     let pid: u32 = text.trim().parse().ok()?;
-    let alive = Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id();
-    alive.then_some(pid)
+    if pid == std::process::id() {
+        return None;
+    }
+    // The pid may belong to another program after a crash and a reboot.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline).contains("roamcore-victron").then_some(pid)
 }

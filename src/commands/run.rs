@@ -49,13 +49,20 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutd
     let pid_file = settings.data_dir.join(super::PID_FILE);
     let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
     if settings.forget_after_days > 0 {
-        let forgotten = super::forget::forget(&settings.data_dir, settings.forget_after_days);
+        let forgotten = match super::forget::forget(&settings.data_dir, settings.forget_after_days) {
+            Ok(forgotten) => forgotten,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot save the entities after forgetting old ones");
+                Vec::new()
+            }
+        };
         if !forgotten.is_empty() {
             tracing::info!(days = settings.forget_after_days, entities = ?forgotten, "forgetting entities whose source was not seen recently");
         }
     }
 
     let timings = Timings::scaled(settings.time_scale);
+    let mut health = HealthReporter::from_env();
     let ha = match (&settings.ha_broker, &supervisor) {
         (Some(broker), _) => ha_link_config(
             &timings,
@@ -66,9 +73,20 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutd
         ),
         (None, Some(supervisor)) => {
             tracing::info!("asking the Supervisor for Home Assistant's MQTT broker");
-            let service = tokio::select! {
-                service = supervisor.wait_mqtt_service(&timings) => service,
-                _ = shutdown.clone().wait() => return 0,
+            // Keep the health file fresh while waiting: a missing broker is not a stalled
+            // daemon, and the container must not be restarted for it.
+            let wait = supervisor.wait_mqtt_service(&timings);
+            tokio::pin!(wait);
+            let mut ticks = tokio::time::interval(timings.tick);
+            let service = loop {
+                tokio::select! {
+                    service = &mut wait => break service,
+                    _ = ticks.tick() => health.record(std::time::Instant::now(), None, false),
+                    _ = shutdown.clone().wait() => {
+                        stopped(&pid_file, &health);
+                        return 0;
+                    }
+                }
             };
             ha_link_config(&timings, service.host.clone(), service.port, service.username.clone(), service.password.clone())
         }
@@ -85,16 +103,28 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutd
         Target::Discover => None,
     };
 
-    let parts = Parts { timings, ha, supervisor, health: HealthReporter::from_env() };
+    let health_path = health.path().to_path_buf();
+    let parts = Parts { timings, ha, supervisor, health };
     let mut engine = Engine::new(settings, parts);
     match gx {
         Some(target) => engine.connect_gx(target),
         None => engine.start_discovery(),
     }
     engine.run(shutdown.wait()).await;
-    let _ = std::fs::remove_file(&pid_file);
-    tracing::info!("stopped");
+    stopped_at(&pid_file, &health_path);
     0
+}
+
+/// Cleans up after a stop: the pid file, and the health file so that `health` does not
+/// report a stopped daemon as healthy.
+fn stopped(pid_file: &std::path::Path, health: &HealthReporter) {
+    stopped_at(pid_file, health.path());
+}
+
+fn stopped_at(pid_file: &std::path::Path, health_file: &std::path::Path) {
+    let _ = std::fs::remove_file(pid_file);
+    let _ = std::fs::remove_file(health_file);
+    tracing::info!("stopped");
 }
 
 /// Marker file: the `gx_trust_new_certificate` option was already acted on.

@@ -72,16 +72,20 @@ async fn run(args: SimArgs) -> anyhow::Result<()> {
         timed.push(control::parse_at(text).map_err(anyhow::Error::msg)?);
     }
 
+    let broker = args.broker.clone().unwrap_or_else(|| "127.0.0.1:1883".into());
+    match crate::config::parse_host_port(&broker) {
+        Ok(crate::config::HostPort { port: Some(_), .. }) => {}
+        Ok(_) => anyhow::bail!("invalid --broker {broker:?}: expected HOST:PORT, e.g. 127.0.0.1:1883"),
+        Err(e) => anyhow::bail!("invalid --broker: {e}"),
+    }
+
     let credentials = match (args.username, args.password) {
         (Some(user), Some(password)) => Some((user, password)),
         (None, Some(password)) => Some((String::new(), password)),
         (Some(user), None) => Some((user, String::new())),
         (None, None) => None,
     };
-    let mut config = SimConfig::new(
-        args.broker.unwrap_or_else(|| "127.0.0.1:1883".into()),
-        capture,
-    );
+    let mut config = SimConfig::new(broker, capture);
     config.portal_id = args.portal_id;
     config.mode = args.mode;
     config.time_scale = args.time_scale;

@@ -119,6 +119,7 @@ pub struct Registry {
     pub stored: StoredEntities,
     path: Option<PathBuf>,
     dirty: bool,
+    save_failing: bool,
 }
 
 impl Registry {
@@ -142,6 +143,7 @@ impl Registry {
             stored,
             path,
             dirty: false,
+            save_failing: false,
         };
 
         for def in CATALOGUE.iter().filter(|d| d.family.is_none()) {
@@ -313,8 +315,21 @@ impl Registry {
 
     /// Writes `entities.json` if anything changed since the last save.
     pub fn save(&mut self) {
+        if let Err(e) = self.try_save() {
+            // A read-only or full data directory fails every time: say so once, then
+            // retry quietly (the next success is logged).
+            if !self.save_failing {
+                let file = self.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                tracing::warn!(file = %file, error = %e, "cannot save entities; entities seen from now on are not remembered across restarts until this works");
+            }
+            self.save_failing = true;
+        }
+    }
+
+    /// Writes `entities.json` if anything changed since the last save, returning the error.
+    pub fn try_save(&mut self) -> std::io::Result<()> {
         if !self.dirty {
-            return;
+            return Ok(());
         }
         for entity in &self.entities {
             if !entity.ever_valued {
@@ -332,12 +347,16 @@ impl Registry {
         }
         self.stored.version = 1;
         if let Some(path) = &self.path {
-            match crate::store::write_json_atomic(path, &self.stored) {
-                Ok(()) => self.dirty = false,
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot save entities; will retry"),
+            crate::store::write_json_atomic(path, &self.stored)?;
+            if self.save_failing {
+                tracing::info!(file = %path.display(), "entities saved again");
+                self.save_failing = false;
             }
+            self.dirty = false;
+            Ok(())
         } else {
             self.dirty = false;
+            Ok(())
         }
     }
 

@@ -55,7 +55,6 @@ fn wait_exit(
 }
 
 #[test]
-#[ignore = "bug: `forget` moves a corrupt entities.json aside and prints only 'nothing to forget'"]
 fn forget_reports_corrupt_entities_file() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -84,7 +83,6 @@ fn forget_reports_corrupt_entities_file() {
 }
 
 #[test]
-#[ignore = "bug: `forget` on a directory without entities.json claims every entity was seen"]
 fn forget_on_missing_data_dir() {
     let parent = tempfile::tempdir().unwrap();
     let missing = parent.path().join("typo");
@@ -109,7 +107,6 @@ fn forget_on_missing_data_dir() {
 }
 
 #[test]
-#[ignore = "bug: `simulate --broker nohost` logs a warning and then runs forever instead of exiting 2"]
 fn simulate_invalid_broker_exits_2() {
     let mut child = Command::new(BIN)
         .args(["simulate", "--broker", "nohost"])
@@ -133,7 +130,6 @@ fn simulate_invalid_broker_exits_2() {
 }
 
 #[test]
-#[ignore = "bug: `demo --capture` with an unknown name exits 1; `simulate` exits 2 for the same input"]
 fn demo_unknown_capture_exits_2() {
     let output = run_command(&["demo", "--capture", "no-such-capture", "--duration", "1"]);
 
@@ -141,7 +137,6 @@ fn demo_unknown_capture_exits_2() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: the health file outlives the daemon, so `health` reports a stopped daemon as healthy"]
 async fn health_fails_once_daemon_stopped() {
     let broker = Mosquitto::start();
     let data = tempfile::tempdir().unwrap();
@@ -211,7 +206,6 @@ async fn supervisor_without_mqtt() -> (u16, tokio::task::JoinHandle<()>) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a stop while waiting for the Supervisor's MQTT service returns early and leaves daemon.pid"]
 async fn supervisor_wait_stop_removes_pid_file() {
     let (port, _supervisor) = supervisor_without_mqtt().await;
     let data = tempfile::tempdir().unwrap();
