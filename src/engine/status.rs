@@ -119,13 +119,19 @@ impl BridgeState {
         })
     }
 
-    /// Logs a status change once, at info for progress and warn for problems.
+    /// Logs a status change once, at info for progress and warn for problems. A new detail
+    /// under the same status goes to debug, because failed attempts can alternate between
+    /// errors (a timeout, then "no route to host" once ARP gives up) and each switch would
+    /// log a line; the rate-limited warnings already report those errors.
     pub fn log_change(&mut self) {
         let current = (self.shown(), self.detail());
         if self.last_logged.as_ref() == Some(&current) {
             return;
         }
-        if current.0.needs_user() {
+        let same_status = self.last_logged.as_ref().is_some_and(|(status, _)| *status == current.0);
+        if same_status {
+            tracing::debug!(status = %current.0, "{}", current.1);
+        } else if current.0.needs_user() {
             tracing::warn!(status = %current.0, "{}", current.1);
         } else {
             tracing::info!(status = %current.0, "{}", current.1);

@@ -18,6 +18,7 @@ mod fault_gx;
 mod fault_ha;
 mod fault_login;
 mod fault_logs;
+mod fault_netns;
 mod fault_network;
 mod fault_restart;
 mod fault_sigterm;

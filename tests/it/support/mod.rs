@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod mosquitto;
+pub mod netns;
 pub mod observer;
 pub mod proxy;
 pub mod rig;
