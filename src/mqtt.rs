@@ -144,6 +144,12 @@ fn classify(error: &ConnectionError) -> LinkError {
         ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => LinkError::Timeout,
         ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => LinkError::Timeout,
         ConnectionError::MqttState(StateError::AwaitPingResp) => LinkError::Dead,
+        ConnectionError::MqttState(StateError::Deserialization(_)) | ConnectionError::NotConnAck(_) => {
+            LinkError::Closed("the other side does not speak MQTT (invalid reply); check the address and port".into())
+        }
+        ConnectionError::Io(e) if e.to_string().contains("failed to lookup address") => {
+            LinkError::Closed("cannot resolve the host name; check the address".into())
+        }
         other => LinkError::Closed(other.to_string()),
     }
 }

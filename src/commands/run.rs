@@ -104,10 +104,17 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutd
     };
 
     let health_path = health.path().to_path_buf();
+    let (settings_gx, settings_tls) = (settings.gx.clone(), settings.gx_tls);
     let parts = Parts { timings, ha, supervisor, health };
     let mut engine = Engine::new(settings, parts);
+    let fallback = matches!(&settings_gx, Target::Fixed(host) if host.port.is_none()) && !settings_tls;
     match gx {
-        Some(target) => engine.connect_gx(target),
+        Some(target) => {
+            if fallback {
+                engine.allow_tls_fallback();
+            }
+            engine.connect_gx(target)
+        }
         None => engine.start_discovery(),
     }
     engine.run(shutdown.wait()).await;

@@ -94,6 +94,7 @@ impl Engine {
                 self.problems.clear("gx_link");
                 tracing::info!(gx = %label, "connected to the GX broker; waiting for its portal id");
                 self.set_status(BridgeStatus::Validating, format!("Connected to {label}; reading the GX's portal id."));
+                self.wrong_portal = None;
                 let actions = self.session.connected(now);
                 self.perform(actions, now);
             }
@@ -172,12 +173,20 @@ impl Engine {
         let expected = self.gx_target.as_ref().and_then(|t| t.portal_id.clone()).or_else(|| self.settings.portal_id.clone());
         if let Some(expected) = expected {
             if !expected.eq_ignore_ascii_case(&portal) {
+                let label = self.gx_label();
                 crate::warn_limited!(
                     self.problems,
                     format!("wrong_portal:{portal}"),
                     now,
-                    "the broker at {} belongs to GX {portal}, not the adopted GX {expected}; not using it",
-                    self.gx_label()
+                    "the broker at {label} belongs to GX {portal}, not the adopted GX {expected}; not using it"
+                );
+                self.wrong_portal = Some(portal.clone());
+                self.set_status(
+                    BridgeStatus::ConfigError,
+                    format!(
+                        "The GX at {label} has portal id {portal}, but the bridge is set to use the GX {expected}. \
+                         To use this GX instead, set portal_id to {portal}; otherwise point gx_host at the GX {expected}."
+                    ),
                 );
                 return;
             }
@@ -219,6 +228,15 @@ impl Engine {
             }
             // A GX that delivered data before (this run, or stored capabilities) and now
             // refuses is most likely rebooting; only a GX never seen gets this advice.
+            // A Secured GX (the factory default) closes 1883 and serves MQTT only over TLS
+            // on 8883, which is open whenever MQTT access is on. So a configured host without
+            // an explicit port or TLS gets one try on 8883 before MQTT is called off.
+            LinkError::Refused if !was_up && self.lan.is_none() && self.tls_fallback_open() => {
+                let target = self.gx_target.clone().expect("a link has a target");
+                tracing::info!(gx = %label, "port 1883 is closed; trying TLS on 8883 (the GX's Secured profile)");
+                self.gx_tls_fallback = false;
+                self.connect_gx(GxTarget { port: crate::config::GX_PORT_TLS, tls: true, ..target });
+            }
             LinkError::Refused if !was_up && self.lan.is_none() && self.model.capabilities().is_empty() => {
                 self.set_status(
                     BridgeStatus::MqttDisabled,
@@ -269,7 +287,16 @@ impl Engine {
                 }
                 Action::Online => self.gx_came_online(now),
                 Action::Offline(reason) => self.gx_went_offline(reason),
+                Action::NoSerial if self.wrong_portal.is_some() => {}
                 Action::NoSerial => {
+                    let label = self.gx_label();
+                    self.set_status(
+                        BridgeStatus::Validating,
+                        format!(
+                            "Connected to {label}, but it has not sent a Victron portal id: it is not a Victron GX, \
+                             or the GX is still starting. Check gx_host if this lasts."
+                        ),
+                    );
                     tracing::warn!(
                         gx = %self.gx_label(),
                         "connected, but no N/+/system/0/Serial after {:?}: this broker is not a GX, or the GX is still starting; waiting",
@@ -289,6 +316,10 @@ impl Engine {
             self.apply(changes, Instant::now());
         }
         self.last_portal = Some(portal.clone());
+        // An adoption requested with `roamcore-victron adopt` is done once that GX answers.
+        if crate::commands::adopt::pending(&self.settings.data_dir).as_deref() == Some(portal.as_str()) {
+            let _ = std::fs::remove_file(self.settings.data_dir.join(crate::commands::adopt::FILE_NAME));
+        }
         self.status.set_gx(None, Some(portal.clone()));
         if let Some(target) = self.gx_target.clone() {
             if target.tls {
@@ -355,6 +386,19 @@ impl Engine {
         if let Some(firmware) = version.and_then(super::status::format_firmware) {
             self.status.set_model(None, Some(firmware));
         }
+    }
+
+    /// True while a configured host may still be tried over TLS on 8883.
+    fn tls_fallback_open(&self) -> bool {
+        self.gx_tls_fallback
+            && self.model.capabilities().is_empty()
+            && self.gx_target.as_ref().is_some_and(|t| !t.tls && t.port == crate::config::GX_PORT_PLAIN)
+    }
+
+    /// Allows one switch from 1883 to TLS on 8883 for a configured host given without a
+    /// port or TLS setting.
+    pub fn allow_tls_fallback(&mut self) {
+        self.gx_tls_fallback = true;
     }
 
     pub(super) fn gx_label(&self) -> String {

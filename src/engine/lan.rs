@@ -43,14 +43,17 @@ impl Engine {
         if let Ok(ip) = self.ha_config.host.parse::<IpAddr>() {
             config.ignore.push(ip);
         }
-        if !config.scan && config.host.is_none() {
+        let adopted = discovery::adoption::load(&config.data_dir).is_some();
+        if !config.scan && config.host.is_none() && !adopted {
+            // Nothing to search and nowhere to connect: say so and do nothing else.
             self.set_status(
                 BridgeStatus::ConfigError,
-                "Scanning is switched off (scan: false) and no GX host is set. Set gx_host, or switch scan back on.",
+                "Scanning is switched off (scan: false) and no GX host is set, so the bridge cannot find the GX. \
+                 Set gx_host, or switch scan back on.",
             );
-        } else {
-            self.set_status(BridgeStatus::Searching, "Searching the LAN for the Victron GX.");
+            return;
         }
+        self.set_status(BridgeStatus::Searching, "Searching the LAN for the Victron GX.");
 
         let (tx, events) = mpsc::channel(32);
         let handle = discovery::spawn(config, tx);

@@ -80,6 +80,10 @@ pub struct Engine {
     lan: Option<lan::Lan>,
     /// Portal id of the GX this process last connected to.
     last_portal: Option<String>,
+    /// A configured GX host may still be tried over TLS on 8883 when 1883 is closed.
+    gx_tls_fallback: bool,
+    /// Portal id reported by the current broker when it is not the expected one.
+    wrong_portal: Option<String>,
     ha: Link,
     ha_config: LinkConfig,
     ha_connected: bool,
@@ -140,6 +144,8 @@ impl Engine {
             gx_verifier: None,
             lan: None,
             last_portal: None,
+            wrong_portal: None,
+            gx_tls_fallback: false,
             ha_broker_label: ha_config.address(),
             ha,
             ha_config,

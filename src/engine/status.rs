@@ -119,12 +119,11 @@ impl BridgeState {
         })
     }
 
-    /// Logs a status change once, at info for progress and warn for problems. A new detail
-    /// under the same status goes to debug, because failed attempts can alternate between
-    /// errors (a timeout, then "no route to host" once ARP gives up) and each switch would
-    /// log a line; the rate-limited warnings already report those errors.
+    /// Logs a change of the link status once, at info for progress and warn for problems;
+    /// a new detail with the same status goes to debug. Invalid options are logged once at
+    /// start, so they are left out here even while the entity shows `config_error`.
     pub fn log_change(&mut self) {
-        let current = (self.shown(), self.detail());
+        let current = (self.link, self.detail.clone());
         if self.last_logged.as_ref() == Some(&current) {
             return;
         }
@@ -137,6 +136,16 @@ impl BridgeState {
             tracing::info!(status = %current.0, "{}", current.1);
         }
         self.last_logged = Some(current);
+    }
+
+    /// The words for the notification of the shown status: for `config_error` only the
+    /// invalid options, so the notice stays the same while the link status changes.
+    pub fn notice_detail(&self) -> String {
+        if self.shown() == BridgeStatus::ConfigError && !self.config_errors.is_empty() {
+            self.config_errors.join("; ")
+        } else {
+            self.detail.clone()
+        }
     }
 
     pub fn tick(&mut self, _now: Instant) {}
@@ -175,7 +184,7 @@ impl Engine {
     }
 
     fn notify_status(&mut self, shown: BridgeStatus) {
-        let detail = self.status.detail();
+        let detail = self.status.notice_detail();
         self.notifier.status_changed(shown, &detail);
     }
 }

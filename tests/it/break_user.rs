@@ -258,7 +258,6 @@ async fn simulated_gx(portal_id: &str) -> (Mosquitto, roamcore_victron::sim::Sim
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: one invalid option is logged again at warn on every status change"]
 async fn config_error_logged_once() {
     let (gx, _sim) = simulated_gx("c0619ab0d0e1").await;
     let ha = Mosquitto::start();
@@ -299,7 +298,6 @@ async fn config_error_logged_once() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a GX with another portal id is reported as 'no Serial: not a GX' and the status stays validating"]
 async fn wrong_portal_reported_as_such() {
     let (gx, _sim) = simulated_gx("c0619ab0d0e1").await;
     let ha = Mosquitto::start();
