@@ -75,23 +75,25 @@ pub struct RunArgs {
     /// Connect to the GX over TLS (port 8883). The GX certificate is pinned on first use
     /// [default: false].
     #[arg(long, env = "ROAMCORE_GX_TLS", value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true")]
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub gx_tls: Option<bool>,
 
     /// Trust the GX's TLS certificate as it is now, once: a factory reset gives the GX a
     /// new certificate, which the bridge otherwise rejects (`tls_untrusted`). Takes effect
     /// when switched on; leaving it on does not re-trust later changes [default: false].
-    #[arg(long, env = "ROAMCORE_GX_TRUST_NEW_CERTIFICATE", value_name = "BOOL")]
+    #[arg(long, env = "ROAMCORE_GX_TRUST_NEW_CERTIFICATE", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub gx_trust_new_certificate: Option<bool>,
 
-    /// Portal id of the GX to adopt (12 hex digits). Needed when several GX devices are
+    /// Portal id of the GX to adopt (12 letters or digits). Needed when several GX devices are
     /// visible, and to replace an adopted GX.
     #[arg(long, env = "ROAMCORE_PORTAL_ID", value_name = "ID")]
     pub portal_id: Option<String>,
 
     /// Search the LAN for the GX when no --gx is given (SSDP, mDNS, ARP, port probes)
     /// [default: true].
-    #[arg(long, env = "ROAMCORE_SCAN", value_name = "BOOL")]
+    #[arg(long, env = "ROAMCORE_SCAN", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub scan: Option<bool>,
 
     /// IPv4 subnets to sweep, comma separated CIDRs. Default: the directly attached
@@ -100,7 +102,8 @@ pub struct RunArgs {
     pub scan_subnets: Option<Vec<String>>,
 
     /// Allow sweeping subnets larger than /24 [default: false].
-    #[arg(long, env = "ROAMCORE_SCAN_LARGE_SUBNETS", value_name = "BOOL")]
+    #[arg(long, env = "ROAMCORE_SCAN_LARGE_SUBNETS", value_name = "BOOL",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub scan_large_subnets: Option<bool>,
 
     /// Home Assistant's MQTT broker, HOST or HOST:PORT (port default 1883). Absent: asked
@@ -120,8 +123,9 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_DISCOVERY_PREFIX", value_name = "PREFIX")]
     pub discovery_prefix: Option<String>,
 
-    /// Directory for adoption, certificate pins, slots and capabilities
-    /// [default: /data under the Supervisor, else $XDG_STATE_HOME/roamcore-victron].
+    /// Directory for adoption, certificate pins, slots and capabilities [default: /data
+    /// under the Supervisor, else $XDG_STATE_HOME/roamcore-victron, else
+    /// ~/.local/state/roamcore-victron].
     #[arg(long, env = "ROAMCORE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 

@@ -194,7 +194,11 @@ fn show(
         waiting.insert(key, state);
         return;
     };
-    println!("{entity_id:<44} {state} {unit}");
+    if state == "None" {
+        println!("{entity_id:<44} unknown");
+    } else {
+        println!("{entity_id:<44} {state} {unit}");
+    }
     shown.insert(key, state);
 }
 

@@ -36,7 +36,7 @@ pub struct DiscoverArgs {
     /// Adopt the GX with this portal id.
     #[arg(long, value_name = "ID")]
     pub portal_id: Option<String>,
-    /// Search the LAN (SSDP, mDNS, ARP, sweep) [default: true].
+    /// Search the LAN (SSDP, mDNS, ARP, sweep).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub scan: bool,
     /// IPv4 subnets to sweep, comma separated CIDRs [default: attached private subnets

@@ -66,7 +66,8 @@ pub struct SimArgs {
     #[arg(long)]
     pub list_captures: bool,
 
-    /// Portal id to publish under (12 hex digits) [default: the capture's].
+    /// Portal id to publish under (one topic level; a real one is 12 letters or digits)
+    /// [default: the capture's].
     #[arg(long, value_name = "ID")]
     pub portal_id: Option<String>,
 
