@@ -120,6 +120,7 @@ impl Engine {
     }
 
     fn on_gx_message(&mut self, topic: &str, bytes: &[u8], now: Instant) {
+        tracing::debug!(topic, bytes = bytes.len(), "GX message");
         let parsed = match topic::parse(topic) {
             Ok(parsed) => parsed,
             Err(error) => {

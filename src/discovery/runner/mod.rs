@@ -101,6 +101,8 @@ struct Runner {
     machine: Machine,
     events: mpsc::Sender<DiscoveryEvent>,
     trace: Option<mpsc::UnboundedSender<Trace>>,
+    /// Configured subnets already reported as not swept (each is warned about once).
+    skipped_subnets: std::collections::HashSet<String>,
     pins: PinStore,
     budget: Budget,
     validate_config: ValidateConfig,
@@ -165,6 +167,7 @@ impl Runner {
             machine,
             events,
             trace,
+            skipped_subnets: Default::default(),
             budget: Budget::new(BUDGET_PER_SECOND),
             validate_config,
             mode: None,

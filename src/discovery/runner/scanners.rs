@@ -168,7 +168,13 @@ impl Runner {
                     targets.extend(hosts);
                 }
                 Err(reason) => {
-                    tracing::debug!(subnet = %net, %reason, "subnet not swept");
+                    // A subnet the user listed is worth a warning; the automatic ones are not.
+                    let configured = self.config.subnets.contains(&net);
+                    if configured && self.skipped_subnets.insert(net.to_string()) {
+                        tracing::warn!(subnet = %net, %reason, "a subnet in scan_subnets is not swept: it is not directly attached to this host (or is larger than /24 without scan_large_subnets)");
+                    } else {
+                        tracing::debug!(subnet = %net, %reason, "subnet not swept");
+                    }
                     self.emit_trace(Trace::SweepSkipped { subnet: net.to_string(), reason });
                 }
             }

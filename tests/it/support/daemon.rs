@@ -9,6 +9,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_roamcore-victron");
 
 pub struct Daemon {
     child: Option<Child>,
+    health: std::path::PathBuf,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -20,7 +21,7 @@ impl Daemon {
         command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         command.env_remove("SUPERVISOR_TOKEN").env_remove("HASSIO_TOKEN");
         let health = std::env::temp_dir().join(format!("rcv-health-{}-{}.json", std::process::id(), rand_suffix()));
-        command.env("ROAMCORE_HEALTH_FILE", health);
+        command.env("ROAMCORE_HEALTH_FILE", &health);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -41,7 +42,7 @@ impl Daemon {
                 }
             });
         }
-        Daemon { child: Some(child), lines }
+        Daemon { child: Some(child), health, lines }
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -111,6 +112,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(&self.health);
     }
 }
 
