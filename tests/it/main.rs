@@ -9,6 +9,7 @@ mod addon_manifest;
 mod addon_provision;
 mod addon_supervisor;
 mod bad_input;
+mod break_model;
 mod captures;
 mod docs;
 mod engine_tick;
