@@ -1,7 +1,8 @@
 //! Hard GX cases against the bridge's model: energy counters, roles, slots, alarms and
-//! `forget`, each driven through the real daemon with the simulated GX (`boat` capture)
-//! and real Mosquitto brokers. The tests marked `#[ignore]` fail on the current code, and
-//! their reason names the wrong output.
+//! `forget`. All but one drive the real daemon with the simulated GX (`boat` capture) and
+//! real Mosquitto brokers. `forget_keeps_constant_values` drives the model directly, with
+//! the time as input. The tests marked `#[ignore]` fail on the current code, and their
+//! reason names the wrong output.
 
 use std::time::{Duration, Instant};
 
@@ -695,4 +696,41 @@ async fn gps_without_valid_fix() {
     rig.sim.set_value("gps/93/Fix", json!(1)).await;
     let online = rig.wait_payload(&availability, "online", Duration::from_secs(5)).await;
     assert!(online.is_some(), "a valid fix did not bring the tracker back");
+}
+
+/// Two fresh-water tanks, then the first sender is replaced by a new one (another
+/// instance) while the bridge runs: the new sender takes the first tank's ids, and the
+/// second tank keeps its own.
+#[tokio::test(flavor = "current_thread")]
+async fn replaced_tank_sender_keeps_ids() {
+    let rig = Rig::start(RigOptions::default()).await;
+    rig.wait_consistent(Duration::from_secs(30)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+
+    let add_tank = |instance: &'static str, level: u32| {
+        let sim = &rig.sim;
+        async move {
+            for (path, value) in [("FluidType", json!(1)), ("Level", json!(level)), ("Remaining", json!(0.05))] {
+                sim.set_value(&format!("tank/{instance}/{path}"), value).await;
+            }
+        }
+    };
+    add_tank("23", 30).await;
+    expect_state(&rig, "tank_fresh_water_2_level", "30", Duration::from_secs(10)).await;
+
+    rig.sim.remove_device("tank", "21").await;
+    let offline = rig.wait_payload(&format!("{BASE}/tank_fresh_water_level/availability"), "offline", Duration::from_secs(10)).await;
+    assert!(offline.is_some(), "the removed sender's entities stayed available");
+    add_tank("24", 80).await;
+    expect_state(&rig, "tank_fresh_water_level", "80", Duration::from_secs(10)).await;
+    let back = rig.wait_payload(&format!("{BASE}/tank_fresh_water_level/availability"), "online", Duration::from_secs(10)).await;
+    assert!(back.is_some(), "the new sender's entities are not available");
+    rig.wait_consistent(Duration::from_secs(10)).await.unwrap_or_else(|m| panic!("after the replacement: {m:#?}\n{}", rig.log()));
+
+    let tanks: Vec<String> = discovered(&rig).into_iter().filter(|k| k.starts_with("tank_fresh_water")).collect();
+    assert_eq!(
+        tanks,
+        ["tank_fresh_water_2_level", "tank_fresh_water_2_remaining", "tank_fresh_water_level", "tank_fresh_water_remaining"],
+        "no third fresh-water tank"
+    );
+    assert_eq!(rig.observer.state("tank_fresh_water_2_level").as_deref(), Some("30"), "the second tank kept its ids");
 }
