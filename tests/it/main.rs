@@ -10,6 +10,7 @@ mod addon_provision;
 mod addon_supervisor;
 mod bad_input;
 mod break_user;
+mod break_model;
 mod captures;
 mod docs;
 mod engine_tick;
