@@ -6,7 +6,7 @@
 //! is five minutes old. The latest value is never dropped: a change that arrives inside an
 //! interval is delivered when the interval ends. Binary and enum states are debounced:
 //! published once they have held for a few seconds (shore power 10 s). Energy counters
-//! never step backwards (see [`Policy::monotonic_reset`]).
+//! reach the throttle already kept from stepping backwards (`model::counter`).
 //!
 //! Pure logic: time is passed in, nothing here does I/O.
 
@@ -33,10 +33,6 @@ pub enum Rule {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub rule: Rule,
-    /// For counters (`total_increasing`): a drop is accepted only when the new value is
-    /// below 10 % of the last one and has stayed low this long (a real reset, such as the
-    /// daily yield at midnight); anything else is held. `None` for ordinary values.
-    pub monotonic_reset: Option<Duration>,
 }
 
 impl Policy {
@@ -45,31 +41,31 @@ impl Policy {
     pub fn for_class(class: ThrottleClass, scale: f64) -> Policy {
         let s = |secs: f64| Duration::from_secs_f64(secs * scale);
         let numeric = |interval: f64, deadband: f64| Rule::Numeric { interval: s(interval), deadband };
-        let (rule, monotonic_reset) = match class {
-            ThrottleClass::Power => (numeric(5.0, 5.0), None),
-            ThrottleClass::Current => (numeric(5.0, 0.1), None),
-            ThrottleClass::Voltage => (numeric(15.0, 0.05), None),
-            ThrottleClass::Soc => (numeric(10.0, 0.5), None),
-            ThrottleClass::Temperature => (numeric(30.0, 0.2), None),
-            ThrottleClass::Humidity => (numeric(30.0, 1.0), None),
-            ThrottleClass::Frequency => (numeric(15.0, 0.1), None),
-            ThrottleClass::Energy => (numeric(60.0, 0.01), Some(s(300.0))),
-            ThrottleClass::Charge => (numeric(30.0, 0.1), None),
-            ThrottleClass::Duration => (numeric(60.0, 60.0), None),
-            ThrottleClass::TankLevel => (numeric(60.0, 1.0), None),
-            ThrottleClass::TankVolume => (numeric(60.0, 1.0), None),
-            ThrottleClass::Speed => (numeric(10.0, 0.2), None),
-            ThrottleClass::Count => (numeric(30.0, 1.0), None),
-            ThrottleClass::Binary | ThrottleClass::State => (Rule::Debounce { hold: s(3.0) }, None),
-            ThrottleClass::ShorePower => (Rule::Debounce { hold: s(10.0) }, None),
-            ThrottleClass::Location => (Rule::Location { interval: s(30.0), metres: 25.0 }, None),
-            ThrottleClass::Immediate => (Rule::Immediate, None),
+        let rule = match class {
+            ThrottleClass::Power => numeric(5.0, 5.0),
+            ThrottleClass::Current => numeric(5.0, 0.1),
+            ThrottleClass::Voltage => numeric(15.0, 0.05),
+            ThrottleClass::Soc => numeric(10.0, 0.5),
+            ThrottleClass::Temperature => numeric(30.0, 0.2),
+            ThrottleClass::Humidity => numeric(30.0, 1.0),
+            ThrottleClass::Frequency => numeric(15.0, 0.1),
+            ThrottleClass::Energy => numeric(60.0, 0.01),
+            ThrottleClass::Charge => numeric(30.0, 0.1),
+            ThrottleClass::Duration => numeric(60.0, 60.0),
+            ThrottleClass::TankLevel => numeric(60.0, 1.0),
+            ThrottleClass::TankVolume => numeric(60.0, 1.0),
+            ThrottleClass::Speed => numeric(10.0, 0.2),
+            ThrottleClass::Count => numeric(30.0, 1.0),
+            ThrottleClass::Binary | ThrottleClass::State => Rule::Debounce { hold: s(3.0) },
+            ThrottleClass::ShorePower => Rule::Debounce { hold: s(10.0) },
+            ThrottleClass::Location => Rule::Location { interval: s(30.0), metres: 25.0 },
+            ThrottleClass::Immediate => Rule::Immediate,
         };
-        Policy { rule, monotonic_reset }
+        Policy { rule }
     }
 
     pub fn immediate() -> Policy {
-        Policy { rule: Rule::Immediate, monotonic_reset: None }
+        Policy { rule: Rule::Immediate }
     }
 }
 
@@ -79,8 +75,6 @@ struct Slot {
     published: Option<(State, Instant)>,
     /// Latest offered value not yet published, with the time it was first offered.
     pending: Option<(State, Instant)>,
-    /// Start of a run of values below 10 % of the published counter.
-    reset_since: Option<Instant>,
 }
 
 /// Throttle state for a set of entities, indexed like the registry.
@@ -97,7 +91,7 @@ impl Throttle {
     /// Sets the policy of entity `index` (entities are added as the registry grows).
     pub fn set_policy(&mut self, index: usize, policy: Policy) {
         while self.slots.len() <= index {
-            self.slots.push(Slot { policy: Policy::immediate(), published: None, pending: None, reset_since: None });
+            self.slots.push(Slot { policy: Policy::immediate(), published: None, pending: None });
         }
         self.slots[index].policy = policy;
     }
@@ -109,31 +103,6 @@ impl Throttle {
         let Some((last, last_at)) = slot.published.clone() else {
             return publish(slot, state, now);
         };
-
-        if let (Some(hold), State::Number(new), State::Number(old)) = (slot.policy.monotonic_reset, &state, &last) {
-            if new < old {
-                let real_reset = *new >= 0.0 && *new < old * 0.1;
-                let since = match (real_reset, slot.reset_since) {
-                    (false, _) => {
-                        slot.reset_since = None;
-                        slot.pending = None;
-                        return None;
-                    }
-                    (true, Some(since)) => since,
-                    (true, None) => {
-                        slot.reset_since = Some(now);
-                        now
-                    }
-                };
-                if now.duration_since(since) >= hold {
-                    slot.reset_since = None;
-                    return publish(slot, state, now);
-                }
-                slot.pending = None;
-                return None;
-            }
-            slot.reset_since = None;
-        }
 
         if state == last {
             slot.pending = None;
@@ -194,7 +163,6 @@ impl Throttle {
         for slot in &mut self.slots {
             slot.published = None;
             slot.pending = None;
-            slot.reset_since = None;
         }
     }
 
@@ -319,28 +287,6 @@ mod tests {
         assert_eq!(t.offer(0, State::Bool(false), t0 + secs(30)), None);
         assert_eq!(t.offer(0, State::Bool(false), t0 + secs(35)), None);
         assert_eq!(t.due(t0 + secs(40)), vec![(0, State::Bool(false))]);
-    }
-
-    #[test]
-    fn counter_never_steps_back() {
-        let mut t = throttle(ThrottleClass::Energy);
-        let t0 = Instant::now();
-        t.offer(0, State::Number(1922.4), t0);
-        assert_eq!(t.offer(0, State::Number(1900.0), t0 + secs(120)), None, "small step back");
-        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(180)), None, "placeholder zero");
-        assert_eq!(t.offer(0, State::Number(1922.5), t0 + secs(181)), Some(State::Number(1922.5)));
-        assert_eq!(t.offer(0, State::Number(1923.0), t0 + secs(250)), Some(State::Number(1923.0)));
-        assert!(t.due(t0 + secs(1000)).is_empty());
-    }
-
-    #[test]
-    fn counter_reset_accepted_after_it_persists() {
-        let mut t = throttle(ThrottleClass::Energy);
-        let t0 = Instant::now();
-        t.offer(0, State::Number(1.5), t0);
-        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(100)), None);
-        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(200)), None);
-        assert_eq!(t.offer(0, State::Number(0.0), t0 + secs(400)), Some(State::Number(0.0)));
     }
 
     #[test]

@@ -48,19 +48,6 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutd
     apply_trust_new_certificate(&settings);
     let pid_file = settings.data_dir.join(super::PID_FILE);
     let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
-    if settings.forget_after_days > 0 {
-        let forgotten = match super::forget::forget(&settings.data_dir, settings.forget_after_days) {
-            Ok(forgotten) => forgotten,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot save the entities after forgetting old ones");
-                Vec::new()
-            }
-        };
-        if !forgotten.is_empty() {
-            tracing::info!(days = settings.forget_after_days, entities = ?forgotten, "forgetting entities whose source was not seen recently");
-        }
-    }
-
     let timings = Timings::scaled(settings.time_scale);
     let mut health = HealthReporter::from_env();
     let ha = match (&settings.ha_broker, &supervisor) {

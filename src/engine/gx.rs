@@ -284,6 +284,7 @@ impl Engine {
                 Action::SnapshotEnd => {
                     let changes = self.model.end_snapshot(super::Engine::unix_now());
                     self.apply(changes, now);
+                    self.forget_unseen(now);
                     self.model.registry.save();
                 }
                 Action::Online => self.gx_came_online(now),
@@ -386,6 +387,23 @@ impl Engine {
         let version = self.model.gx.system().and_then(|s| s.number("FirmwareVersion"));
         if let Some(firmware) = version.and_then(super::status::format_firmware) {
             self.status.set_model(None, Some(firmware));
+        }
+    }
+
+    /// Applies `forget_after_days` once the GX's full publish has refreshed what it still
+    /// has (never before, or a van stored for weeks would lose every entity), and again at
+    /// most once a day.
+    fn forget_unseen(&mut self, now: Instant) {
+        let days = self.settings.forget_after_days;
+        if days == 0 || self.last_forget.is_some_and(|at| now.duration_since(at) < std::time::Duration::from_secs(86_400)) {
+            return;
+        }
+        self.last_forget = Some(now);
+        let cutoff = super::Engine::unix_now().saturating_sub(u64::from(days) * 86_400);
+        let forgotten = self.model.registry.forget_before(cutoff);
+        if !forgotten.is_empty() {
+            tracing::info!(days, entities = ?forgotten, "forgetting entities whose source was not seen recently");
+            self.publish_discovery();
         }
     }
 

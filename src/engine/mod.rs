@@ -80,6 +80,8 @@ pub struct Engine {
     lan: Option<lan::Lan>,
     /// Portal id of the GX this process last connected to.
     last_portal: Option<String>,
+    /// When `forget_after_days` was last applied.
+    last_forget: Option<Instant>,
     /// A configured GX host may still be tried over TLS on 8883 when 1883 is closed.
     gx_tls_fallback: bool,
     /// Portal id reported by the current broker when it is not the expected one.
@@ -124,7 +126,8 @@ impl Engine {
     pub fn new(settings: Settings, parts: Parts) -> Engine {
         let Parts { timings, ha: ha_config, supervisor, health } = parts;
         let registry = Registry::open(Some(&settings.data_dir));
-        let model = Normaliser::new(registry);
+        let mut model = Normaliser::new(registry);
+        model.set_time_scale(timings.throttle_scale);
         let ha = crate::mqtt::spawn(ha_config.clone(), 4096, 256);
         let notifier = Notifier::spawn(supervisor.clone(), timings.reconnect);
         let schedule = victron_gx::Schedule::scaled(settings.time_scale);
@@ -146,6 +149,7 @@ impl Engine {
             last_portal: None,
             wrong_portal: None,
             gx_tls_fallback: false,
+            last_forget: None,
             ha_broker_label: ha_config.address(),
             ha,
             ha_config,
@@ -246,6 +250,8 @@ impl Engine {
         let actions = self.session.tick(now);
         self.perform(actions, now);
         self.lan_tick(now);
+        let changes = self.model.tick(Engine::unix_now());
+        self.apply(changes, now);
 
         for (index, state) in self.throttle.due(now) {
             self.publish_state(EntityId(index), &state);

@@ -234,6 +234,23 @@ impl Session {
     /// Advances timers; call at least every second.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+
+        // The heartbeat watchdog covers a resync republish too: a GX that freezes while we
+        // wait for one must still go stale.
+        let heartbeat_late = self.firmware == Firmware::FlashMq
+            && self.last_heartbeat.is_some_and(|at| now.duration_since(at) >= self.timings.gx_heartbeat_timeout);
+        if heartbeat_late && matches!(self.phase, Phase::Live | Phase::Snapshot { .. }) {
+            let token = self.next_token();
+            self.stale_backoff.reset();
+            let next_retry = now + self.stale_backoff.next_delay();
+            self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: None };
+            self.last_keepalive = Some(now);
+            actions.push(Action::Offline("no heartbeat from the GX for 10 s"));
+            actions.push(Action::SnapshotBegin);
+            actions.push(Action::Keepalive(full_keepalive(&token)));
+            return actions;
+        }
+
         match self.phase.clone() {
             Phase::Disconnected => return actions,
             Phase::WaitingSerial { since, warned } => {
@@ -264,23 +281,7 @@ impl Session {
                     }
                 }
             }
-            Phase::Live => {
-                let heartbeat_late = self.firmware == Firmware::FlashMq
-                    && self
-                        .last_heartbeat
-                        .is_some_and(|at| now.duration_since(at) >= self.timings.gx_heartbeat_timeout);
-                if heartbeat_late {
-                    let token = self.next_token();
-                    self.stale_backoff.reset();
-                    let next_retry = now + self.stale_backoff.next_delay();
-                    self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: None };
-                    self.last_keepalive = Some(now);
-                    actions.push(Action::Offline("no heartbeat from the GX for 10 s"));
-                    actions.push(Action::SnapshotBegin);
-                    actions.push(Action::Keepalive(full_keepalive(&token)));
-                    return actions;
-                }
-            }
+            Phase::Live => {}
             Phase::Stale { token, next_retry, heartbeat_back } => {
                 if heartbeat_back.is_some_and(|at| now.duration_since(at) >= self.timings.gx_snapshot_fallback) {
                     // Heartbeats are back but the completion marker never came.
@@ -322,7 +323,13 @@ impl Session {
             Phase::Disconnected => return None,
             Phase::WaitingSerial { since, warned: false } => Some(*since + self.timings.gx_serial_wait),
             Phase::WaitingSerial { .. } => None,
-            Phase::Snapshot { since, .. } => Some(*since + self.timings.gx_snapshot_fallback),
+            Phase::Snapshot { since, .. } => {
+                let fallback = *since + self.timings.gx_snapshot_fallback;
+                match (self.firmware, self.last_heartbeat) {
+                    (Firmware::FlashMq, Some(at)) => Some(fallback.min(at + self.timings.gx_heartbeat_timeout)),
+                    _ => Some(fallback),
+                }
+            }
             Phase::Live => match (self.firmware, self.last_heartbeat) {
                 (Firmware::FlashMq, Some(at)) => Some(at + self.timings.gx_heartbeat_timeout),
                 _ => None,

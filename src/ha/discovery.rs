@@ -252,6 +252,7 @@ mod tests {
                     ever_valued: true,
                     eval: Eval::Unavailable,
                     last_seen: 0,
+                    counter: None,
                 }
             })
             .collect()

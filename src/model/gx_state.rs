@@ -64,12 +64,14 @@ impl Device {
         let custom = self.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
         custom.or_else(|| self.text("ProductName").map(str::trim).filter(|s| !s.is_empty()))
     }
-
-    fn clear(&mut self) {
-        self.values.iter_mut().for_each(|v| *v = None);
-        self.alarms.clear();
-    }
 }
+
+/// Most devices of one service kind kept. A large yacht has a dozen tanks; more than this
+/// is a broken or hostile publisher, whose extra devices are dropped and reported.
+pub const MAX_DEVICES_PER_KIND: usize = 64;
+
+/// Most distinct `Alarms/...` paths kept per device (a BMS has about 20).
+pub const MAX_ALARMS_PER_DEVICE: usize = 64;
 
 /// Effect of storing one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,8 @@ pub enum Stored {
     DeviceGone,
     /// Nothing of interest.
     Ignored,
+    /// Dropped: too many devices of this kind, or too many alarm paths on the device.
+    TooMany,
 }
 
 /// All devices of the current GX.
@@ -113,7 +117,9 @@ impl GxState {
 
     /// Stores a value for a path (already interned).
     pub fn store(&mut self, id: &DeviceId, path: PathId, value: GxValue) -> Stored {
-        let (device, new_device) = self.entry(id);
+        let Some((device, new_device)) = self.entry(id) else {
+            return Stored::TooMany;
+        };
         let slot = &mut device.values[path as usize];
         let changed = slot.as_ref() != Some(&value);
         *slot = Some(value);
@@ -121,12 +127,18 @@ impl GxState {
     }
 
     /// Marks the device present without storing anything (a topic we do not keep).
-    pub fn touch(&mut self, id: &DeviceId) -> bool {
-        self.entry(id).1
+    /// Returns `Some(true)` for a new device, `None` when the device was rejected.
+    pub fn touch(&mut self, id: &DeviceId) -> Option<bool> {
+        self.entry(id).map(|(_, new_device)| new_device)
     }
 
     pub fn store_alarm(&mut self, id: &DeviceId, path: &str, level: i64) -> Stored {
-        let (device, _) = self.entry(id);
+        let Some((device, _)) = self.entry(id) else {
+            return Stored::TooMany;
+        };
+        if !device.alarms.contains_key(path) && device.alarms.len() >= MAX_ALARMS_PER_DEVICE {
+            return Stored::TooMany;
+        }
         let previous = device.alarms.insert(path.into(), level);
         if previous == Some(level) {
             Stored::Ignored
@@ -137,12 +149,10 @@ impl GxState {
 
     /// Marks a device gone after a zero-byte payload (it left D-Bus) and drops its values.
     pub fn gone(&mut self, id: &DeviceId) -> Stored {
-        match self.devices.get_mut(id) {
-            Some(device) if device.present => {
-                device.present = false;
-                device.clear();
-                Stored::DeviceGone
-            }
+        // The entry is dropped, not kept as absent: a flood of short-lived instances must
+        // not grow memory.
+        match self.devices.remove(id) {
+            Some(device) if device.present => Stored::DeviceGone,
             _ => Stored::Ignored,
         }
     }
@@ -152,7 +162,15 @@ impl GxState {
         self.devices.clear();
     }
 
-    fn entry(&mut self, id: &DeviceId) -> (&mut Device, bool) {
+    /// Finds or creates a device; `None` when its kind already has the most devices we
+    /// keep.
+    fn entry(&mut self, id: &DeviceId) -> Option<(&mut Device, bool)> {
+        if !self.devices.contains_key(id) {
+            let of_kind = self.devices.keys().filter(|d| d.kind == id.kind).count();
+            if of_kind >= MAX_DEVICES_PER_KIND {
+                return None;
+            }
+        }
         let mut new_device = false;
         let device = self.devices.entry(id.clone()).or_insert_with(|| {
             new_device = true;
@@ -162,7 +180,7 @@ impl GxState {
             device.present = true;
             new_device = true;
         }
-        (device, new_device)
+        Some((device, new_device))
     }
 
     /// Returns the device holding a role right now.

@@ -6,6 +6,7 @@
 
 pub mod capabilities;
 pub mod catalogue;
+pub mod counter;
 pub mod derive;
 pub mod enums;
 pub mod eval;

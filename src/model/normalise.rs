@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet};
 use super::capabilities;
 use super::catalogue::CATALOGUE;
 use super::enums::{slug_words, FLUID_TYPE, TEMPERATURE_TYPE};
-use super::eval::{self, Context, Eval, Problem};
+use super::eval::{self, Context, Eval, Problem, State};
 use super::gx_state::{is_alarm_path, DeviceId, GxState, Stored};
 use super::paths::{source_paths, PathId, PathTable};
 use super::registry::{expand_key, Binding, EntityId, Registry};
-use super::spec::{Derived, EntityDef, Family, Role, ServiceKind, Source, Transform};
+use super::spec::{Derived, EntityDef, Family, Role, ServiceKind, Source, StateClass, Transform};
 use crate::gx::payload::{GxValue, Payload};
 
 /// Paths whose change can move a role or a device's entities to another device.
@@ -70,6 +70,10 @@ pub struct Normaliser {
     /// that already has a slot is never beaten to it by a newcomer.
     snapshot_done: bool,
     capabilities: Vec<&'static str>,
+    /// Seconds a counter drop must last to count as a reset.
+    counter_hold: f64,
+    /// Unix time (s) of the last refresh of every available entity's last-seen time.
+    last_seen_refresh: u64,
 }
 
 impl Normaliser {
@@ -109,6 +113,8 @@ impl Normaliser {
             snapshot: None,
             snapshot_done: false,
             capabilities,
+            counter_hold: 300.0,
+            last_seen_refresh: 0,
         }
     }
 
@@ -117,6 +123,12 @@ impl Normaliser {
         let Some(kind) = ServiceKind::from_topic(service) else {
             return Changes::default();
         };
+        // An entity whose value never changes is evaluated only when something
+        // structural happens; keep its "last seen" current for `forget` anyway.
+        if now >= self.last_seen_refresh + 3600 {
+            self.last_seen_refresh = now;
+            self.refresh_last_seen(now);
+        }
         let id = DeviceId::new(kind, instance);
         if let Some(confirmed) = &mut self.snapshot {
             if !confirmed.contains(&id) {
@@ -133,7 +145,11 @@ impl Normaliser {
             }
             Payload::NotJson | Payload::NoValue => {
                 let new_device = self.gx.touch(&id);
-                let mut changes = if new_device { self.restructure(now) } else { Changes::default() };
+                let mut changes = match new_device {
+                    Some(true) => self.restructure(now),
+                    Some(false) => Changes::default(),
+                    None => return too_many(&id),
+                };
                 changes.problems.push(Problem {
                     key: format!("payload:{}:{path}", kind.as_str()),
                     message: format!(
@@ -152,15 +168,22 @@ impl Normaliser {
 
         let table = PathTable::get();
         let Some(path_id) = table.id(kind, path) else {
-            return if self.gx.touch(&id) { self.restructure(now) } else { Changes::default() };
+            return match self.gx.touch(&id) {
+                Some(true) => self.restructure(now),
+                Some(false) => Changes::default(),
+                None => too_many(&id),
+            };
         };
 
         match self.gx.store(&id, path_id, value) {
             Stored::Value { new_device: true, .. } => self.restructure(now),
-            Stored::Value { changed: true, .. } if self.structural.contains(&(kind, path_id)) => {
+            Stored::Value { changed: true, .. }
+                if self.structural.contains(&(kind, path_id)) || path == "CustomName" || path == "ProductName" =>
+            {
                 self.restructure(now)
             }
             Stored::Value { changed: true, .. } => self.dependents_changed(&id, path_id, now),
+            Stored::TooMany => too_many(&id),
             _ => Changes::default(),
         }
     }
@@ -188,6 +211,17 @@ impl Normaliser {
                 let ids = self.alarm_entities.clone();
                 self.evaluate(&ids, now)
             }
+            Stored::TooMany => Changes {
+                problems: vec![Problem {
+                    key: format!("too_many_alarms:{}", id.label()),
+                    message: format!(
+                        "{} publishes more than {} distinct alarm paths; ignoring the extra ones",
+                        id.label(),
+                        super::gx_state::MAX_ALARMS_PER_DEVICE
+                    ),
+                }],
+                ..Changes::default()
+            },
             _ => Changes::default(),
         }
     }
@@ -286,12 +320,34 @@ impl Normaliser {
                 }
                 Binding::Fixed => None,
             };
+            let counter = entity.def.state_class == Some(StateClass::TotalIncreasing);
+            // A counter read in the middle of a full publish may lack a charger or take the
+            // wrong battery monitor; wait for the complete picture.
+            if counter && self.snapshot.is_some() {
+                continue;
+            }
             let device = device_id.as_ref().and_then(|d| self.gx.device(d));
             let ctx = Context { device, ever_valued: entity.ever_valued, key: &entity.key };
             let result = eval::evaluate(entity.def, &self.gx, &ctx, &mut changes.problems);
 
             let result = match result {
                 Eval::Hold => continue,
+                Eval::Value(State::Number(raw)) if counter => {
+                    let source = self.counter_source(entity.def, device_id.as_ref());
+                    let daily = entity.def.key.ends_with("_today");
+                    let hold = self.counter_hold;
+                    let entity = self.registry.get_mut(id);
+                    let guard = entity.counter.get_or_insert_with(Default::default);
+                    let before = (guard.source.clone(), guard.offset);
+                    let adjusted = guard.adjust(raw, &source, daily, now as f64, hold);
+                    if (guard.source.clone(), guard.offset) != before {
+                        self.registry.mark_dirty();
+                    }
+                    match adjusted {
+                        Some(value) => Eval::Value(State::Number(value)),
+                        None => continue,
+                    }
+                }
                 other => other,
             };
             if matches!(result, Eval::Value(_)) && self.registry.mark_valued(id, now) {
@@ -304,6 +360,55 @@ impl Normaliser {
             }
         }
         changes
+    }
+
+    /// Names what a counter's raw value comes from, so the guard notices when the device
+    /// (or the set of summed devices) changes.
+    fn counter_source(&self, def: &EntityDef, device: Option<&DeviceId>) -> String {
+        match def.source {
+            Source::SumAll(kind, _) => {
+                self.gx.of_kind(kind).map(|d| d.id.label()).collect::<Vec<_>>().join("+")
+            }
+            Source::Role(role, _) | Source::RoleFirst(role, _) | Source::RolePhases(role, _) => {
+                self.gx.role(role).map(|d| d.id.label()).unwrap_or_default()
+            }
+            Source::Device(_) => device.map(DeviceId::label).unwrap_or_default(),
+            _ => "system".to_string(),
+        }
+    }
+
+    /// Marks every entity that currently has a value (or a known null) as seen at `now`.
+    fn refresh_last_seen(&mut self, now: u64) {
+        let valued: Vec<EntityId> = self
+            .registry
+            .iter()
+            .filter(|(_, e)| e.ever_valued && matches!(e.eval, Eval::Value(_)))
+            .map(|(id, _)| id)
+            .collect();
+        for id in valued {
+            self.registry.mark_valued(id, now);
+        }
+    }
+
+    /// Sets how long a counter drop must last to count as a reset (5 minutes, divided by
+    /// the time scale in accelerated tests).
+    pub fn set_time_scale(&mut self, throttle_scale: f64) {
+        self.counter_hold = 300.0 * throttle_scale;
+    }
+
+    /// Re-evaluates counters whose drop waits for its hold: a GX sends nothing while a
+    /// value stays the same, such as the daily yield after midnight.
+    pub fn tick(&mut self, now: u64) -> Changes {
+        let waiting: Vec<EntityId> = self
+            .registry
+            .iter()
+            .filter(|(_, e)| e.counter.as_ref().is_some_and(|c| c.waiting()))
+            .map(|(id, _)| id)
+            .collect();
+        if waiting.is_empty() {
+            return Changes::default();
+        }
+        self.evaluate(&waiting, now)
     }
 
     /// Decides which device each per-device entity belongs to.
@@ -365,10 +470,14 @@ impl Normaliser {
             groups.push((format!("temperature:{kind}"), kind.to_string(), Family::Temperature, device.id.clone(), name));
         }
 
-        let present: HashSet<String> = self.gx.present_devices().map(|d| d.id.label()).collect();
-        let is_present = |identity: &str| present.contains(identity);
+        // A slot is taken while its device is in the same group now; a device that left,
+        // or moved to another group (a tank whose fluid type changed, a battery monitor
+        // that became the main one), frees it for a newcomer.
+        let in_group: HashMap<String, String> =
+            groups.iter().map(|(group, _, _, device, _)| (device.label(), group.clone())).collect();
         let mut desired = Vec::new();
         for (group, slug, family, device, custom_name) in groups {
+            let is_present = |identity: &str| in_group.get(identity) == Some(&group);
             let identity = device.label();
             let known = self
                 .registry
@@ -393,6 +502,22 @@ impl Normaliser {
             }
         }
         desired
+    }
+}
+
+/// Reports a device dropped because its kind already has the most devices kept.
+fn too_many(id: &DeviceId) -> Changes {
+    Changes {
+        problems: vec![Problem {
+            key: format!("too_many_devices:{}", id.kind.as_str()),
+            message: format!(
+                "the GX reports more than {} {} devices; ignoring {} and any further ones",
+                super::gx_state::MAX_DEVICES_PER_KIND,
+                id.kind.as_str(),
+                id.label()
+            ),
+        }],
+        ..Changes::default()
     }
 }
 

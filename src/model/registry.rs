@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::catalogue::CATALOGUE;
+use super::counter::CounterGuard;
 use super::eval::{Eval, State};
 use super::gx_state::DeviceId;
 use super::spec::{EntityDef, Family, Presence};
@@ -43,6 +44,8 @@ pub struct Entity {
     pub eval: Eval,
     /// Unix time (s) of the last value.
     pub last_seen: u64,
+    /// Continuity of an energy counter (`total_increasing` entities only).
+    pub counter: Option<CounterGuard>,
 }
 
 impl Entity {
@@ -92,6 +95,8 @@ pub struct StoredEntity {
     pub name: String,
     pub ever_valued: bool,
     pub last_seen: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<CounterGuard>,
 }
 
 /// Contents of `entities.json`.
@@ -157,6 +162,7 @@ impl Registry {
                 ever_valued: ever,
                 eval: Eval::Unavailable,
                 last_seen,
+                counter: registry.stored.entities.get(def.key).and_then(|s| s.counter.clone()),
             });
         }
 
@@ -182,6 +188,7 @@ impl Registry {
                 ever_valued: stored.ever_valued,
                 eval: Eval::Unavailable,
                 last_seen: stored.last_seen,
+                counter: stored.counter.clone(),
             });
         }
         registry
@@ -238,6 +245,7 @@ impl Registry {
             ever_valued: false,
             eval: Eval::Unavailable,
             last_seen: 0,
+            counter: None,
         })
     }
 
@@ -342,6 +350,7 @@ impl Registry {
                     name: entity.name.clone(),
                     ever_valued: entity.ever_valued,
                     last_seen: entity.last_seen,
+                    counter: entity.counter.clone(),
                 },
             );
         }
