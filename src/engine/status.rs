@@ -120,9 +120,9 @@ impl BridgeState {
     }
 
     /// Logs a status change once, at info for progress and warn for problems. A new detail
-    /// under the same status goes to debug. Failed attempts can alternate between errors
-    /// (a timeout, then "no route to host" once ARP gives up), so each switch would log a
-    /// line, and the rate-limited warnings already report those errors.
+    /// under the same status goes to debug, because failed attempts can alternate between
+    /// errors (a timeout, then "no route to host" once ARP gives up) and each switch would
+    /// log a line; the rate-limited warnings already report those errors.
     pub fn log_change(&mut self) {
         let current = (self.shown(), self.detail());
         if self.last_logged.as_ref() == Some(&current) {

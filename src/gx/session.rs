@@ -174,7 +174,7 @@ impl Session {
 
         // The GX is back, but the full keepalives sent while it was silent may have been
         // lost. Ask again now rather than at the next retry, which can be up to 36 s
-        // away. The fallback in `tick` ends the snapshot 10 s after this heartbeat, and
+        // away: the fallback in `tick` ends the snapshot 10 s after this heartbeat, and
         // ending it without a republish would mark every device as gone.
         let next_retry = now + self.stale_backoff.next_delay();
         self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: Some(now) };
