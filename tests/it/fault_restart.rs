@@ -25,7 +25,7 @@ fn config_topics(rig: &Rig) -> Vec<String> {
 
 /// Starts the bridge again with the GX away and checks that the full discovery message
 /// arrives at once, unchanged. Then brings the GX back and checks every entity.
-async fn restart_without_gx(rig: &mut Rig, before: &Value) {
+async fn restart_without_gx(rig: &mut Rig, before: &Value, figure: &str) {
     let started = Instant::now();
     rig.start_bridge();
     let config = rig.observer.wait_until(Duration::from_secs(10), |seen| {
@@ -33,7 +33,7 @@ async fn restart_without_gx(rig: &mut Rig, before: &Value) {
     });
     assert!(config.await, "no discovery message after the restart\n{}", rig.log());
     let arrived = rig.first_config_since(started).unwrap();
-    rig.check_bound("bridge_restart.discovery_in_place", arrived - started, DISCOVERY_AT_START);
+    rig.check_bound(figure, arrived - started, DISCOVERY_AT_START);
 
     assert_eq!(&components(rig), before, "entity configurations changed across the restart");
     assert_eq!(config_topics(rig), vec![CONFIG_TOPIC.to_string()], "one discovery message, no duplicates");
@@ -69,7 +69,7 @@ async fn bridge_restart_keeps_entities() {
     // The GX is away while the bridge starts, so whatever is published comes from the
     // data directory.
     rig.gx.stop();
-    restart_without_gx(&mut rig, &before).await;
+    restart_without_gx(&mut rig, &before, "bridge_restart.discovery_in_place").await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -84,5 +84,5 @@ async fn host_reboot_keeps_entities() {
     rig.gx.stop();
     rig.ha.restart();
     rig.observer.seen.lock().unwrap().latest.clear();
-    restart_without_gx(&mut rig, &before).await;
+    restart_without_gx(&mut rig, &before, "host_reboot.discovery_in_place").await;
 }

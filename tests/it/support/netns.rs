@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::mosquitto::mosquitto_binary;
@@ -29,8 +30,10 @@ impl TestNet {
         if !ip(&["netns", "list"]) {
             return None;
         }
-        // A /30 per process id, inside 10.213.0.0/16, which nothing else here uses.
-        let id = std::process::id() % 16_000;
+        // A /30 per namespace inside 10.213.0.0/16, which nothing else here uses: four per
+        // process, so tests running at the same time get their own.
+        static CREATED: AtomicU32 = AtomicU32::new(0);
+        let id = (std::process::id() % 4_000) * 4 + CREATED.fetch_add(1, Ordering::Relaxed) % 4;
         let (third, fourth) = (id / 64, (id % 64) * 4);
         let net = TestNet {
             namespace: format!("rcv-fault-{id}"),
