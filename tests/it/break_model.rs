@@ -296,19 +296,6 @@ fn discovered(rig: &Rig) -> Vec<String> {
     rig.discovery_ids().into_keys().collect()
 }
 
-/// Waits until the discovery message satisfies `check`.
-async fn wait_discovery(rig: &Rig, timeout: Duration, check: impl Fn(&[String]) -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check(&discovered(rig)) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The GX switches its main battery monitor to the starter BMV and back, as it does
 /// when a BMS drops out for a while. Afterwards the house SmartShunt is the main monitor
