@@ -137,8 +137,8 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_OPTIONS", value_name = "FILE")]
     pub options: Option<PathBuf>,
 
-    /// Drop entities whose source has not been seen for this many days, at start
-    /// [default: 0, never].
+    /// Drop entities whose source has not been seen for this many days, checked once the GX
+    /// has sent its full publish and then daily [default: 0, never].
     #[arg(long, env = "ROAMCORE_FORGET_AFTER_DAYS", value_name = "DAYS")]
     pub forget_after_days: Option<u32>,
 
