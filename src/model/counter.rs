@@ -23,7 +23,7 @@ pub struct CounterGuard {
     /// Last raw value accepted.
     pub raw: f64,
     pub offset: f64,
-    /// What the raw value came from: a device, or the set of devices summed.
+    /// Origin of the raw value: a device, or the set of devices summed.
     pub source: String,
     /// Unix time (s) since which raw values have stayed below `raw` on the same source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn daily_sum_keeps_going_while_a_charger_is_away() {
+    fn daily_sum_continues_without_charger() {
         let mut g = CounterGuard::default();
         g.adjust(3.0, "c1+c2", true, 0.0, HOLD);
         // One charger leaves: its 1.0 kWh stays in the published value.
