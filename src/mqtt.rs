@@ -88,6 +88,8 @@ pub enum LinkError {
     /// TCP connect or CONNACK timed out (a blackholed route, or a broker that accepts
     /// TCP and never answers CONNECT).
     Timeout,
+    /// The host or its network cannot be reached (no ARP answer, no route).
+    Unreachable,
     /// The broker stopped answering pings: a half-open link.
     Dead,
     /// The connection closed.
@@ -102,6 +104,7 @@ impl LinkError {
             LinkError::Tls(e) => format!("TLS handshake failed: {e}"),
             LinkError::Refused => "connection refused (nothing listens on that port)".into(),
             LinkError::Timeout => "timed out (no answer to TCP connect or MQTT CONNECT)".into(),
+            LinkError::Unreachable => "no route to the host (it is off, or not on this network)".into(),
             LinkError::Dead => "no answer to MQTT pings (half-open connection)".into(),
             LinkError::Closed(e) => format!("connection closed: {e}"),
         }
@@ -115,6 +118,7 @@ impl LinkError {
             LinkError::Tls(_) => "tls",
             LinkError::Refused => "refused",
             LinkError::Timeout => "timeout",
+            LinkError::Unreachable => "unreachable",
             LinkError::Dead => "dead",
             LinkError::Closed(_) => "closed",
         }
@@ -124,6 +128,11 @@ impl LinkError {
 /// tokio-rustls reports certificate failures as I/O errors wrapping the rustls error.
 fn wrapped_pin_mismatch(error: &std::io::Error) -> bool {
     error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(is_pin_mismatch)
+}
+
+fn unreachable(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(error.kind(), ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable)
 }
 
 fn classify(error: &ConnectionError) -> LinkError {
@@ -138,6 +147,9 @@ fn classify(error: &ConnectionError) -> LinkError {
         ConnectionError::Tls(rumqttc::TlsError::TLS(e)) if is_pin_mismatch(e) => LinkError::PinMismatch,
         ConnectionError::Tls(rumqttc::TlsError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             LinkError::Refused
+        }
+        ConnectionError::Io(e) | ConnectionError::Tls(rumqttc::TlsError::Io(e)) if unreachable(e) => {
+            LinkError::Unreachable
         }
         ConnectionError::Tls(e) => LinkError::Tls(e.to_string()),
         ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => LinkError::Refused,
@@ -305,3 +317,21 @@ fn set_network_timeout(eventloop: &mut EventLoop, config: &LinkConfig) {
 /// QoS for everything we publish: at least once, so retained discovery and states are not
 /// lost on a flaky link.
 pub const QOS: QoS = QoS::AtLeastOnce;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn io_errors_map_to_what_the_owner_can_act_on() {
+        let io = |kind| classify(&ConnectionError::Io(Error::from(kind)));
+        assert_eq!(io(ErrorKind::ConnectionRefused), LinkError::Refused);
+        assert_eq!(io(ErrorKind::TimedOut), LinkError::Timeout);
+        assert_eq!(io(ErrorKind::HostUnreachable), LinkError::Unreachable);
+        assert_eq!(io(ErrorKind::NetworkUnreachable), LinkError::Unreachable);
+        assert!(matches!(io(ErrorKind::ConnectionReset), LinkError::Closed(_)));
+        let tls = classify(&ConnectionError::Tls(rumqttc::TlsError::Io(Error::from(ErrorKind::HostUnreachable))));
+        assert_eq!(tls, LinkError::Unreachable);
+    }
+}

@@ -24,8 +24,10 @@ pub enum Rule {
     Numeric { interval: Duration, deadband: f64 },
     /// Discrete states: published once unchanged for `hold`.
     Debounce { hold: Duration },
-    /// Positions: interval, and a deadband in metres.
-    Location { interval: Duration, metres: f64 },
+    /// Positions: interval, a deadband in metres, and a settle time. The GX sends latitude
+    /// and longitude as two messages, so a move is held for `settle` after its first half
+    /// arrives; otherwise Home Assistant would show a point with only one coordinate new.
+    Location { interval: Duration, metres: f64, settle: Duration },
     /// Every change at once.
     Immediate,
 }
@@ -58,7 +60,7 @@ impl Policy {
             ThrottleClass::Count => numeric(30.0, 1.0),
             ThrottleClass::Binary | ThrottleClass::State => Rule::Debounce { hold: s(3.0) },
             ThrottleClass::ShorePower => Rule::Debounce { hold: s(10.0) },
-            ThrottleClass::Location => Rule::Location { interval: s(30.0), metres: 25.0 },
+            ThrottleClass::Location => Rule::Location { interval: s(30.0), metres: 25.0, settle: s(1.0) },
             ThrottleClass::Immediate => Rule::Immediate,
         };
         Policy { rule }
@@ -119,12 +121,22 @@ impl Throttle {
                 slot.pending = Some((state, since));
                 self.release_if_due(index, now)
             }
-            Rule::Numeric { interval, .. } | Rule::Location { interval, .. } => {
+            Rule::Numeric { interval, .. } => {
                 let significant = significant(&slot.policy.rule, &last, &state);
                 if significant && now.duration_since(last_at) >= interval {
                     return publish(slot, state, now);
                 }
                 slot.pending = Some((state, now));
+                self.release_if_due(index, now)
+            }
+            Rule::Location { .. } => {
+                // A move already waiting keeps its start time, so a vehicle that keeps
+                // moving is still published once per interval.
+                let since = match &slot.pending {
+                    Some((pending, since)) if significant(&slot.policy.rule, &last, pending) => *since,
+                    _ => now,
+                };
+                slot.pending = Some((state, since));
                 self.release_if_due(index, now)
             }
         }
@@ -185,9 +197,16 @@ fn due_at(slot: &Slot) -> Option<Instant> {
     match slot.policy.rule {
         Rule::Immediate => Some(*since),
         Rule::Debounce { hold } => Some(*since + hold),
-        Rule::Numeric { interval, .. } | Rule::Location { interval, .. } => {
+        Rule::Numeric { interval, .. } => {
             if significant(&slot.policy.rule, last, pending) {
                 Some(*last_at + interval)
+            } else {
+                Some(*last_at + MAX_AGE)
+            }
+        }
+        Rule::Location { interval, settle, .. } => {
+            if significant(&slot.policy.rule, last, pending) {
+                Some((*last_at + interval).max(*since + settle))
             } else {
                 Some(*last_at + MAX_AGE)
             }
@@ -316,7 +335,35 @@ mod tests {
         t.offer(0, at(50.0), t0);
         // 0.0001 degrees of latitude is about 11 m: jitter.
         assert_eq!(t.offer(0, at(50.0001), t0 + secs(40)), None);
-        // 0.001 degrees is about 111 m.
-        assert_eq!(t.offer(0, at(50.001), t0 + secs(41)), Some(at(50.001)));
+        // 0.001 degrees is about 111 m: published once it has settled for a second.
+        assert_eq!(t.offer(0, at(50.001), t0 + secs(41)), None);
+        assert_eq!(t.due(t0 + secs(41) + Duration::from_millis(999)), vec![]);
+        assert_eq!(t.due(t0 + secs(42)), vec![(0, at(50.001))]);
+    }
+
+    #[test]
+    fn location_waits_for_the_second_coordinate() {
+        use crate::model::eval::Location;
+        let at = |latitude: f64, longitude: f64| {
+            State::Location(Location { latitude, longitude, altitude: None, course: None, speed: None, satellites: None })
+        };
+        let mut t = throttle(ThrottleClass::Location);
+        let t0 = Instant::now();
+        assert_eq!(t.offer(0, at(50.0, 5.0), t0), Some(at(50.0, 5.0)));
+        // Latitude first, longitude 50 ms later: one publish with both.
+        assert_eq!(t.offer(0, at(50.01, 5.0), t0 + secs(60)), None);
+        assert_eq!(t.offer(0, at(50.01, 5.01), t0 + secs(60) + Duration::from_millis(50)), None);
+        assert_eq!(t.due(t0 + secs(61)), vec![(0, at(50.01, 5.01))]);
+        // A vehicle that keeps moving every half second is still published each interval.
+        let mut published = 0;
+        for step in 1..=240u32 {
+            let now = t0 + secs(61) + Duration::from_millis(500 * u64::from(step));
+            let lat = 50.01 + f64::from(step) * 0.0001;
+            if t.offer(0, at(lat, 5.01), now).is_some() {
+                published += 1;
+            }
+            published += t.due(now).len();
+        }
+        assert_eq!(published, 4, "120 s of driving at a 30 s interval");
     }
 }

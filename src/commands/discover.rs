@@ -126,15 +126,24 @@ fn config_from(args: &DiscoverArgs, data_dir: PathBuf) -> Result<DiscoveryConfig
 }
 
 async fn discover(args: DiscoverArgs) -> Result<i32, String> {
-    let temp;
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile_dir()?;
-            temp.clone()
-        }
+    // SIGTERM ends the scan like Ctrl-C: the summary is printed and the temporary
+    // directory removed.
+    let stop = crate::commands::run::Shutdown::listen().wait();
+    tokio::pin!(stop);
+    let temp = match &args.data_dir {
+        Some(_) => None,
+        None => Some(tempfile_dir()?),
     };
-    let config = config_from(&args, data_dir)?;
+    let data_dir = args.data_dir.clone().or_else(|| temp.clone()).unwrap_or_default();
+    let result = scan(&args, data_dir, stop).await;
+    if let Some(dir) = temp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn scan(args: &DiscoverArgs, data_dir: PathBuf, mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Result<i32, String> {
+    let config = config_from(args, data_dir)?;
     let (events_tx, mut events) = mpsc::channel(64);
     let (reports_tx, reports) = mpsc::unbounded_channel();
     let (trace_tx, mut traces) = mpsc::unbounded_channel();
@@ -180,7 +189,7 @@ async fn discover(args: DiscoverArgs) -> Result<i32, String> {
                 }
             }
             _ = sleep => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         }
     }
     // Trace lines and events travel on separate channels: print the traces that are
