@@ -237,7 +237,7 @@ pub static CATALOGUE: &[EntityDef] = &[
             def.throttle = T::Location;
             def
         },
-        "Position as latitude/longitude attributes. Without a fix the tracker is unavailable: Home Assistant 2026.11 has no warning-free way to clear a tracker's position, and an old position must not look current.",
+        "Position as latitude/longitude attributes; a move of 25 m or more is published at most every 30 s, once both coordinates have arrived. Without a fix the tracker is unavailable: Home Assistant 2026.11 has no warning-free way to clear a tracker's position, and an old position must not look current.",
     ),
     measured("gps_speed", "GPS speed", R(Role::Gps, "Speed"), "m/s", Some("speed"), 1, T::Speed),
     throttled(
