@@ -88,7 +88,7 @@ pub enum LinkError {
     /// TCP connect or CONNACK timed out (a blackholed route, or a broker that accepts
     /// TCP and never answers CONNECT).
     Timeout,
-    /// The host or its network cannot be reached (no ARP answer, no route).
+    /// The host or its network cannot be reached (no ARP reply, no route).
     Unreachable,
     /// The broker stopped answering pings: a half-open link.
     Dead,
@@ -324,7 +324,7 @@ mod tests {
     use std::io::{Error, ErrorKind};
 
     #[test]
-    fn io_errors_map_to_what_the_owner_can_act_on() {
+    fn io_error_kinds() {
         let io = |kind| classify(&ConnectionError::Io(Error::from(kind)));
         assert_eq!(io(ErrorKind::ConnectionRefused), LinkError::Refused);
         assert_eq!(io(ErrorKind::TimedOut), LinkError::Timeout);

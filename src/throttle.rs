@@ -25,8 +25,8 @@ pub enum Rule {
     /// Discrete states: published once unchanged for `hold`.
     Debounce { hold: Duration },
     /// Positions: interval, a deadband in metres, and a settle time. The GX sends latitude
-    /// and longitude as two messages, so a move is held for `settle` after its first half
-    /// arrives; otherwise Home Assistant would show a point with only one coordinate new.
+    /// and longitude as two messages. A move is held for `settle` after its first half
+    /// arrives, so Home Assistant never shows a point with only one coordinate new.
     Location { interval: Duration, metres: f64, settle: Duration },
     /// Every change at once.
     Immediate,
