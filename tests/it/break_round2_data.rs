@@ -1,0 +1,161 @@
+//! Second round of hard cases on the data Home Assistant ends up with: energy counters
+//! across restarts, availability, the throttle, per-device entities and values at the
+//! edges. Each test drives the real bridge with the simulated GX and real Mosquitto
+//! brokers on 127.0.0.1. The tests marked `#[ignore]` fail on the current code, and their
+//! reason names the wrong output; `cargo test --test it break_round2 -- --ignored` runs
+//! them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::rig::{Rig, RigOptions, BASE, BRIDGE_TOPIC, GX_TOPIC};
+
+/// Returns the state topic of entity `key`.
+fn state_topic(key: &str) -> String {
+    format!("{BASE}/{key}/state")
+}
+
+/// Returns every payload published on `key`'s state topic at or after `since`, in order.
+fn states_since(rig: &Rig, key: &str, since: Instant) -> Vec<String> {
+    let topic = state_topic(key);
+    let seen = rig.observer.seen.lock().unwrap();
+    seen.log
+        .iter()
+        .filter(|(at, t, _)| *at >= since && *t == topic)
+        .map(|(_, _, p)| p.clone())
+        .collect()
+}
+
+/// Returns the numbers published on `key`'s state topic at or after `since`.
+fn numbers_since(rig: &Rig, key: &str, since: Instant) -> Vec<f64> {
+    states_since(rig, key, since)
+        .iter()
+        .filter_map(|p| p.parse::<f64>().ok())
+        .collect()
+}
+
+/// Waits until `key`'s latest state is `value`, and panics with the bridge's log otherwise.
+async fn expect_state(rig: &Rig, key: &str, value: &str, timeout: Duration) {
+    let seen = rig.wait_payload(&state_topic(key), value, timeout).await;
+    assert!(
+        seen.is_some(),
+        "{key}: expected state {value}, latest {:?}\n{}",
+        rig.observer.state(key),
+        rig.log()
+    );
+}
+
+/// Starts the rig with the throttle on, as in production, and waits for the GX link.
+async fn start_throttled(scale: f64) -> Rig {
+    let options = RigOptions {
+        throttle: true,
+        scale,
+        scale_fixed: true,
+        ..RigOptions::default()
+    };
+    start_with(options).await
+}
+
+/// Starts the rig with `options` and waits for the GX link.
+async fn start_with(options: RigOptions) -> Rig {
+    let rig = Rig::start(options).await;
+    let online = rig
+        .wait_payload(GX_TOPIC, "online", Duration::from_secs(20))
+        .await;
+    assert!(
+        online.is_some(),
+        "the GX link never came online\n{}",
+        rig.log()
+    );
+    rig
+}
+
+/// Stops the bridge with SIGTERM and waits for its offline message.
+async fn stop_bridge(rig: &mut Rig) {
+    let (status, _) = rig.daemon_mut().sigterm();
+    assert!(status.success(), "exit status {status:?}\n{}", rig.log());
+    let offline = rig
+        .wait_payload(BRIDGE_TOPIC, "offline", Duration::from_secs(5))
+        .await;
+    assert!(offline.is_some(), "no offline message after SIGTERM");
+}
+
+/// Starts the bridge again and waits for the GX link.
+async fn restart_bridge(rig: &mut Rig) -> Instant {
+    let since = Instant::now();
+    rig.start_bridge();
+    let online = rig
+        .wait_since(GX_TOPIC, "online", since, Duration::from_secs(20))
+        .await;
+    assert!(online.is_some(), "the GX link never came back\n{}", rig.log());
+    since
+}
+
+/// The bridge is off overnight (the host was shut down) and starts in the morning, when
+/// the GX's daily yield has started again from 0 and already reached 0.05 kWh. The
+/// daily yield must show today's 0.05, not yesterday's 0.11 plus today's production.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: after a restart on the next day the daily yield continues from yesterday's value"]
+async fn daily_yield_after_overnight_restart() {
+    let mut rig = start_throttled(30.0).await;
+    let key = "solar_yield_today";
+    let source = "solarcharger/288/History/Daily/0/Yield";
+    expect_state(&rig, key, "0.11", Duration::from_secs(20)).await;
+    stop_bridge(&mut rig).await;
+
+    rig.sim.set_value(source, json!(0.05)).await;
+    let since = restart_bridge(&mut rig).await;
+    // Ten minutes of production time: twice the hold a counter drop waits for.
+    tokio::time::sleep(rig.scaled(Duration::from_secs(600))).await;
+    rig.sim.set_value(source, json!(0.06)).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(120))).await;
+
+    let published = states_since(&rig, key, since);
+    assert_eq!(
+        rig.observer.state(key).as_deref(),
+        Some("0.06"),
+        "{key} after the overnight restart: published {published:?}, the GX reports 0.06 kWh today\n{}",
+        rig.log()
+    );
+}
+
+/// The bridge publishes a lifetime counter's increase, is restarted, and meanwhile the
+/// battery monitor's history was cleared. The counter must continue from the last value
+/// Home Assistant received, because any step down is a meter reset or negative energy
+/// in Home Assistant's statistics.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: a counter's guard is saved only when its offset changes, so a restart continues from a stale value"]
+async fn counter_restart_continues_from_last_published() {
+    let mut rig = start_throttled(30.0).await;
+    let key = "battery_charged_energy";
+    let source = "battery/275/History/ChargedEnergy";
+    expect_state(&rig, key, "226.57", Duration::from_secs(20)).await;
+
+    // 40 kWh charged over a few days.
+    rig.sim.set_value(source, json!(266.57)).await;
+    expect_state(&rig, key, "266.57", rig.limit(Duration::from_secs(120))).await;
+    // Longer than the bridge's periodic save (60 s).
+    tokio::time::sleep(rig.scaled(Duration::from_secs(150))).await;
+    stop_bridge(&mut rig).await;
+
+    // The monitor's history is cleared while the bridge is stopped.
+    rig.sim.set_value(source, json!(0.5)).await;
+    let since = restart_bridge(&mut rig).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(600))).await;
+    rig.sim.set_value(source, json!(0.6)).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(120))).await;
+
+    let published = numbers_since(&rig, key, since);
+    assert!(
+        !published.is_empty(),
+        "{key}: nothing published after the restart\n{}",
+        rig.log()
+    );
+    assert!(
+        published.iter().all(|v| *v >= 266.57),
+        "{key}: published {published:?} after the restart; Home Assistant last received 266.57"
+    );
+    let stored = std::fs::read_to_string(rig.data.path().join("entities.json")).unwrap();
+    assert!(stored.contains("266.6"), "entities.json: {stored}");
+}
