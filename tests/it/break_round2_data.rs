@@ -88,7 +88,11 @@ async fn restart_bridge(rig: &mut Rig) -> Instant {
     let online = rig
         .wait_since(GX_TOPIC, "online", since, Duration::from_secs(20))
         .await;
-    assert!(online.is_some(), "the GX link never came back\n{}", rig.log());
+    assert!(
+        online.is_some(),
+        "the GX link never came back\n{}",
+        rig.log()
+    );
     since
 }
 
@@ -193,7 +197,9 @@ async fn solar_sum_with_null_charger() {
     for minute in 1..=10 {
         tokio::time::sleep(rig.scaled(Duration::from_secs(60))).await;
         let produced = 0.1 * f64::from(minute);
-        rig.sim.set_value(total_source, json!(total + produced)).await;
+        rig.sim
+            .set_value(total_source, json!(total + produced))
+            .await;
     }
     tokio::time::sleep(rig.scaled(Duration::from_secs(120))).await;
 
@@ -204,5 +210,69 @@ async fn solar_sum_with_null_charger() {
         latest_value.is_some_and(|v| v >= total + 0.99),
         "{total_key}: latest {latest:?}, published {published:?}; the first charger went from {total} to {} kWh",
         total + 1.0
+    );
+}
+
+/// The solar charger is swapped for another one (a used unit with a longer history) on
+/// the same VE.Direct port, so the GX gives it the same service instance. Its lifetime
+/// yield is 3,000 kWh above the old charger's; none of that was produced on this boat, so
+/// the total Home Assistant receives must not step up by it.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: a charger replaced on the same instance adds its whole lifetime yield to the total"]
+async fn same_port_charger_swap_adds_nothing() {
+    let rig = start_throttled(30.0).await;
+    let key = "solar_yield_total";
+    expect_state(&rig, key, "1922.4", Duration::from_secs(20)).await;
+    let since = Instant::now();
+
+    rig.sim.remove_device("solarcharger", "288").await;
+    let gone = rig
+        .wait_since(
+            &format!("{BASE}/{key}/availability"),
+            "offline",
+            since,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        gone.is_some(),
+        "{key} stayed available without a charger\n{}",
+        rig.log()
+    );
+    tokio::time::sleep(rig.scaled(Duration::from_secs(60))).await;
+
+    let items = [
+        ("ProductName", json!("SmartSolar Charger MPPT 100/50")),
+        ("Serial", json!("HQ2149ABCDE")),
+        ("History/Daily/0/Yield", json!(0.2)),
+        ("Pv/V", json!(40.5)),
+        ("State", json!(3)),
+        ("Yield/User", json!(4922.4)),
+    ];
+    for (path, value) in items {
+        rig.sim
+            .set_value(&format!("solarcharger/288/{path}"), value)
+            .await;
+    }
+    for minute in 1..=5 {
+        tokio::time::sleep(rig.scaled(Duration::from_secs(60))).await;
+        rig.sim
+            .set_value(
+                "solarcharger/288/Yield/User",
+                json!(4922.4 + 0.1 * f64::from(minute)),
+            )
+            .await;
+    }
+    tokio::time::sleep(rig.scaled(Duration::from_secs(120))).await;
+
+    let published = numbers_since(&rig, key, since);
+    assert!(
+        !published.is_empty(),
+        "{key}: nothing published after the swap\n{}",
+        rig.log()
+    );
+    assert!(
+        published.iter().all(|v| *v < 1930.0),
+        "{key}: published {published:?}; the new charger produced 0.5 kWh on this boat"
     );
 }
