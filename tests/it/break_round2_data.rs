@@ -506,3 +506,45 @@ async fn counter_spike_not_kept() {
         "{key}: published {published:?} after a one-message spike to 65535"
     );
 }
+
+/// `forget --days 0` clears the ghosts of removed devices, as the help text offers. It
+/// also forgets the energy counters the GX still has, with the offset that kept the
+/// published value continuous after a meter reset, so the next start publishes the raw
+/// reading: the lifetime counter steps down from 226.67 to 0.6 kWh in Home Assistant.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: forget --days 0 drops the offsets of present counters, so their published value steps down"]
+async fn forget_all_keeps_counter_continuity() {
+    let mut rig = start_throttled(30.0).await;
+    let key = "battery_charged_energy";
+    let source = "battery/275/History/ChargedEnergy";
+    expect_state(&rig, key, "226.57", Duration::from_secs(20)).await;
+
+    // The monitor's history is cleared: after the hold the drop is a real reset, and the
+    // published value continues from 226.57.
+    rig.sim.set_value(source, json!(0.5)).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(400))).await;
+    rig.sim.set_value(source, json!(0.6)).await;
+    expect_state(&rig, key, "226.67", rig.limit(Duration::from_secs(120))).await;
+    stop_bridge(&mut rig).await;
+
+    let data_dir = rig.data.path().display().to_string();
+    let output = std::process::Command::new(crate::support::daemon::BIN)
+        .args(["forget", "--days", "0", "--data-dir", &data_dir])
+        .env_remove("SUPERVISOR_TOKEN")
+        .output()
+        .expect("run roamcore-victron forget");
+    assert!(output.status.success(), "forget failed: {output:?}");
+
+    let since = restart_bridge(&mut rig).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(120))).await;
+    let published = numbers_since(&rig, key, since);
+    assert!(
+        !published.is_empty(),
+        "{key}: nothing published after the restart\n{}",
+        rig.log()
+    );
+    assert!(
+        published.iter().all(|v| *v >= 226.67),
+        "{key}: published {published:?} after forget and restart; Home Assistant last received 226.67"
+    );
+}
