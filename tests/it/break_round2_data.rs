@@ -708,3 +708,35 @@ async fn stored_drop_start_not_reused() {
         "{key}: published {published:?} after the restart; the monitor reads 226.7 kWh"
     );
 }
+
+/// The charger hunts between bulk and absorption every 2 s for six minutes, after a long
+/// time in float. Flicker must not publish each change, but Home Assistant must not show
+/// float, a state the charger left six minutes ago, either: no state may be older than
+/// 5 minutes while the GX reports something else.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: an enum that alternates between two other states keeps its old state for good"]
+async fn enum_flicker_not_stale() {
+    let rig = start_throttled(10.0).await;
+    let key = "solar_charge_state";
+    let source = "solarcharger/288/State";
+    rig.sim.set_value(source, json!(5)).await;
+    expect_state(&rig, key, "float", Duration::from_secs(20)).await;
+
+    let since = Instant::now();
+    let step = rig.scaled(Duration::from_secs(2));
+    let end = since + rig.scaled(Duration::from_secs(360));
+    let mut code = 3;
+    while Instant::now() < end {
+        rig.sim.set_value(source, json!(code)).await;
+        code = if code == 3 { 4 } else { 3 };
+        tokio::time::sleep(step).await;
+    }
+
+    let published = states_since(&rig, key, since);
+    let latest = rig.observer.state(key);
+    assert_ne!(
+        latest.as_deref(),
+        Some("float"),
+        "{key}: published {published:?} in six minutes of bulk/absorption"
+    );
+}
