@@ -161,7 +161,10 @@ async fn counter_restart_continues_from_last_published() {
         "{key}: published {published:?} after the restart; Home Assistant last received 266.57"
     );
     let stored = std::fs::read_to_string(rig.data.path().join("entities.json")).unwrap();
-    assert!(stored.contains("266.6"), "entities.json: {stored}");
+    assert!(
+        stored.contains("266.6"),
+        "entities.json does not contain the last published value of {key}: {stored}"
+    );
 }
 
 /// A second solar charger joins but reports its lifetime yield as `null` (a charger on
@@ -215,7 +218,7 @@ async fn solar_sum_with_null_charger() {
 
 /// The solar charger is swapped for another one (a used unit with a longer history) on
 /// the same VE.Direct port, so the GX gives it the same service instance. Its lifetime
-/// yield is 3,000 kWh above the old charger's; none of that was produced on this boat, so
+/// yield is 3,000 kWh above the old charger's. None of that was produced on this boat, so
 /// the total Home Assistant receives must not step up by it.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "bug: a charger replaced on the same instance adds its whole lifetime yield to the total"]
@@ -226,7 +229,7 @@ async fn same_port_charger_swap_adds_nothing() {
     let since = Instant::now();
 
     rig.sim.remove_device("solarcharger", "288").await;
-    let gone = rig
+    let offline = rig
         .wait_since(
             &format!("{BASE}/{key}/availability"),
             "offline",
@@ -235,7 +238,7 @@ async fn same_port_charger_swap_adds_nothing() {
         )
         .await;
     assert!(
-        gone.is_some(),
+        offline.is_some(),
         "{key} stayed available without a charger\n{}",
         rig.log()
     );
@@ -277,9 +280,9 @@ async fn same_port_charger_swap_adds_nothing() {
     );
 }
 
-/// A generator start/stop service whose `State` the GX has never published with a value
-/// (null from the start) is a source the GX lacks: the documented rule makes the entity
-/// unavailable (or keeps it out of discovery), never a new entity in state unknown.
+/// A generator start/stop service whose `State` is null from the start is a source the GX
+/// has never published with a value. The documented rule makes such an entity
+/// unavailable or keeps it out of discovery, so it must not appear in state unknown.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "bug: a generator service with a null State adds generator_running in state unknown"]
 async fn generator_null_state_unavailable() {
@@ -448,7 +451,7 @@ async fn dbus_mqtt_reboot(paced: bool) {
 
     let consistent = rig.wait_consistent(Duration::from_secs(150)).await;
     let dropped = went_offline_since(&rig, online);
-    let gone: Vec<String> = rig
+    let gone_lines: Vec<String> = rig
         .log()
         .lines()
         .filter(|line| line.contains("treating it as gone"))
@@ -457,7 +460,7 @@ async fn dbus_mqtt_reboot(paced: bool) {
     assert!(
         dropped.is_empty(),
         "went unavailable after the GX link was back: {dropped:?}\n{}",
-        gone.join("\n")
+        gone_lines.join("\n")
     );
     consistent.unwrap_or_else(|m| panic!("after the reboot: {m:#?}\n{}", rig.log()));
 }
