@@ -743,3 +743,28 @@ async fn enum_flicker_not_stale() {
         "{key}: published {published:?} in six minutes of bulk/absorption"
     );
 }
+
+/// After a GX reboot a battery monitor reports its placeholder 0 for six minutes (a BMS
+/// that is slow to read its history), so the guard takes the drop as a meter reset. When
+/// the old reading of 226.6 kWh then comes back, it is the same meter, not 226.6 kWh
+/// charged in a minute. The published total must stay near 226.6.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: a reading that returns to its old level after an accepted reset is added on top"]
+async fn long_placeholder_not_doubled() {
+    let rig = start_throttled(30.0).await;
+    let key = "battery_charged_energy";
+    let source = "battery/275/History/ChargedEnergy";
+    expect_state(&rig, key, "226.57", Duration::from_secs(20)).await;
+
+    let since = Instant::now();
+    rig.sim.set_value(source, json!(0.0)).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(360))).await;
+    rig.sim.set_value(source, json!(226.6)).await;
+    tokio::time::sleep(rig.scaled(Duration::from_secs(120))).await;
+
+    let published = numbers_since(&rig, key, since);
+    assert!(
+        published.iter().all(|v| *v < 227.0),
+        "{key}: published {published:?}; the monitor reads 226.6 kWh again"
+    );
+}
