@@ -662,11 +662,10 @@ async fn gx_swap_keeps_tank_identity() {
 }
 
 /// A counter drop that was being held when `entities.json` was last written leaves its
-/// start time in the file, and nothing clears it there once the reading is back. When
-/// the GX and the host later power up together, the monitor's placeholder 0 after the
-/// restart must still be held for five minutes, not taken at once as a meter reset on
-/// the strength of that old start time: the real reading that follows would then be
-/// published on top of the old total.
+/// start time in the file, and nothing clears it there once the reading is back. Later
+/// the GX and the host power up together, and the monitor's placeholder 0 after the
+/// restart must still be held for five minutes. Taking it at once as a meter reset, on
+/// the strength of the old start time, publishes the real reading on top of the old total.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "bug: a stale drop_since in entities.json turns a placeholder 0 after a restart into a reset"]
 async fn stored_drop_start_not_reused() {
