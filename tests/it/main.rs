@@ -11,6 +11,7 @@ mod addon_supervisor;
 mod bad_input;
 mod break_user;
 mod break_model;
+mod break_round2_ops;
 mod captures;
 mod docs;
 mod engine_tick;

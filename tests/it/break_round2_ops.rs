@@ -1,0 +1,201 @@
+//! Second round of breaking the bridge as a van owner runs it: the add-on under a fake
+//! Supervisor, restarts, zero-configuration discovery and the log.
+//!
+//! Each test pins a case that currently behaves wrongly, so each is `#[ignore]`d with the
+//! defect named; `cargo test --test it break_round2 -- --ignored` runs them. Remove the
+//! `ignore` once the product is fixed. Brokers are real Mosquitto instances on free
+//! 127.0.0.1 ports, and the Supervisor is the scripted fake from `addon_fake.rs`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::addon_fake::{Call, FakeServer, Reply};
+use crate::support::mosquitto::{free_port, Mosquitto};
+
+const BIN: &str = env!("CARGO_BIN_EXE_roamcore-victron");
+const TOKEN: &str = "round2-token-4242";
+const CREATE: &str = "/core/api/services/persistent_notification/create";
+const DISMISS: &str = "/core/api/services/persistent_notification/dismiss";
+
+/// A fake Supervisor that announces `broker_port` as Home Assistant's broker (anonymous)
+/// and answers every notification call with 200.
+fn fake_supervisor(broker_port: u16) -> FakeServer {
+    FakeServer::start(
+        Arc::new(move |call: &Call| {
+            if call.authorization.as_deref() != Some(&*format!("Bearer {TOKEN}")) {
+                return Reply::json(401, json!({"result": "error", "message": "bad token"}));
+            }
+            match call.path.as_str() {
+                "/services/mqtt" => Reply::json(
+                    200,
+                    json!({"result": "ok", "data": {"host": "127.0.0.1", "port": broker_port,
+                           "ssl": false, "protocol": "3.1.1", "addon": "core_mosquitto"}}),
+                ),
+                path if path.starts_with("/core/api/services/persistent_notification/") => {
+                    Reply::json(200, json!([]))
+                }
+                _ => Reply::json(404, json!({"result": "error", "message": "not found"})),
+            }
+        }),
+        None,
+    )
+}
+
+/// The add-on process with its output lines collected.
+struct Addon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Addon {
+    /// Starts `roamcore-victron run` as the Supervisor starts the add-on: token, options
+    /// file and data dir from the environment, at time scale 10.
+    fn start(data_dir: &Path, options: &Value, supervisor: &FakeServer) -> Addon {
+        let options_path = data_dir.join("options.json");
+        std::fs::write(&options_path, options.to_string()).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .env("SUPERVISOR_TOKEN", TOKEN)
+            .env("SUPERVISOR_URL", supervisor.url())
+            .env("ROAMCORE_DATA_DIR", data_dir)
+            .env("ROAMCORE_OPTIONS", &options_path)
+            .env("ROAMCORE_HEALTH_FILE", data_dir.join("health.json"))
+            .env("ROAMCORE_TIME_SCALE", "10")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start roamcore-victron run");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("RCV_TEST_ECHO").is_some() {
+                        eprintln!("addon: {line}");
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Addon { child, lines }
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    fn wait_line(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.lines.lock().unwrap().iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits up to 15 s for the exit.
+    fn stop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Addon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Returns the `notification_id` of every call to `path`, in order.
+fn notification_ids(supervisor: &FakeServer, path: &str) -> Vec<String> {
+    supervisor
+        .calls()
+        .iter()
+        .filter(|call| call.path == path)
+        .filter_map(|call| serde_json::from_str::<Value>(&call.body).ok())
+        .filter_map(|body| body["notification_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Waits until a call to `path` carries `id`.
+fn wait_notification(supervisor: &FakeServer, path: &str, id: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if notification_ids(supervisor, path).iter().any(|seen| seen == id) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Starts `roamcore-victron simulate` against `broker`, with Venus OS timers at the
+/// add-on's time scale of 10.
+fn simulator(broker: &Mosquitto) -> Child {
+    Command::new(BIN)
+        .args(["simulate", "--broker", &broker.host_port(), "--time-scale", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start roamcore-victron simulate")
+}
+
+/// Home Assistant keeps a persistent notification until it is dismissed or Core
+/// restarts; an add-on restart does neither. The owner who fixes the GX and restarts the
+/// add-on (as the notice tells them to) must see the notice go once the bridge connects.
+#[test]
+#[ignore = "bug: a notification created before an add-on restart is never dismissed"]
+fn notice_dismissed_after_restart() {
+    let ha = Mosquitto::start();
+    let supervisor = fake_supervisor(ha.port);
+    let dir = tempfile::tempdir().unwrap();
+
+    // First run: MQTT is off on the GX, so nothing listens on its port.
+    let gx_port = free_port();
+    let options = json!({"gx_host": "127.0.0.1", "gx_port": gx_port, "scan": false});
+    let mut first = Addon::start(dir.path(), &options, &supervisor);
+    let created = wait_notification(&supervisor, CREATE, "roamcore_victron_mqtt_disabled", Duration::from_secs(30));
+    first.stop();
+    assert!(created, "no mqtt_disabled notification in the first run:\n{}", first.log());
+
+    // The owner switches MQTT on and restarts the add-on.
+    let gx = Mosquitto::start_with(crate::support::mosquitto::BrokerConfig {
+        port: Some(gx_port),
+        ..Default::default()
+    });
+    let mut sim = simulator(&gx);
+    supervisor.clear_calls();
+    let mut second = Addon::start(dir.path(), &options, &supervisor);
+    let connected = second.wait_line("status=connected", Duration::from_secs(30));
+    let dismissed = wait_notification(&supervisor, DISMISS, "roamcore_victron_mqtt_disabled", Duration::from_secs(10));
+    second.stop();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    assert!(connected, "the second run did not connect:\n{}", second.log());
+    assert!(
+        dismissed,
+        "the mqtt_disabled notice of the first run was not dismissed; calls: {:?}\n{}",
+        supervisor.calls().iter().map(Call::line).collect::<Vec<_>>(),
+        second.log()
+    );
+}
