@@ -25,6 +25,12 @@ const DISMISS: &str = "/core/api/services/persistent_notification/dismiss";
 /// A fake Supervisor that announces `broker_port` as Home Assistant's broker (anonymous)
 /// and answers every notification call with 200.
 fn fake_supervisor(broker_port: u16) -> FakeServer {
+    fake_supervisor_with_core(broker_port, 200)
+}
+
+/// Like [`fake_supervisor`], with `core_status` as the answer to notification calls: 502
+/// is what the Supervisor's Core proxy returns while Core is down.
+fn fake_supervisor_with_core(broker_port: u16, core_status: u16) -> FakeServer {
     FakeServer::start(
         Arc::new(move |call: &Call| {
             if call.authorization.as_deref() != Some(&*format!("Bearer {TOKEN}")) {
@@ -37,7 +43,7 @@ fn fake_supervisor(broker_port: u16) -> FakeServer {
                            "ssl": false, "protocol": "3.1.1", "addon": "core_mosquitto"}}),
                 ),
                 path if path.starts_with("/core/api/services/persistent_notification/") => {
-                    Reply::json(200, json!([]))
+                    Reply::json(core_status, json!([]))
                 }
                 _ => Reply::json(404, json!({"result": "error", "message": "not found"})),
             }
@@ -56,6 +62,11 @@ impl Addon {
     /// Starts `roamcore-victron run` as the Supervisor starts the add-on: token, options
     /// file and data dir from the environment, at time scale 10.
     fn start(data_dir: &Path, options: &Value, supervisor: &FakeServer) -> Addon {
+        Addon::start_scaled(data_dir, options, supervisor, 10.0)
+    }
+
+    /// Like [`Addon::start`] at time scale `scale`.
+    fn start_scaled(data_dir: &Path, options: &Value, supervisor: &FakeServer, scale: f64) -> Addon {
         let options_path = data_dir.join("options.json");
         std::fs::write(&options_path, options.to_string()).unwrap();
         let mut child = Command::new(BIN)
@@ -65,7 +76,7 @@ impl Addon {
             .env("ROAMCORE_DATA_DIR", data_dir)
             .env("ROAMCORE_OPTIONS", &options_path)
             .env("ROAMCORE_HEALTH_FILE", data_dir.join("health.json"))
-            .env("ROAMCORE_TIME_SCALE", "10")
+            .env("ROAMCORE_TIME_SCALE", scale.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -90,6 +101,11 @@ impl Addon {
 
     fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Counts the log lines that contain `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
     }
 
     /// Waits until a log line contains `needle`.
@@ -197,5 +213,33 @@ fn notice_dismissed_after_restart() {
         "the mqtt_disabled notice of the first run was not dismissed; calls: {:?}\n{}",
         supervisor.calls().iter().map(Call::line).collect::<Vec<_>>(),
         second.log()
+    );
+}
+
+/// Home Assistant Core down for an hour (a failed update, a restart loop) while the add-on
+/// has a notice to show. The Supervisor's Core proxy answers 502 meanwhile. Every other
+/// repeated problem is warned once and then counted every 10 minutes, so an hour may
+/// cost a handful of lines, not one per retry.
+#[test]
+#[ignore = "bug: every failed notification retry logs a warning, about 120 an hour"]
+fn core_down_hour_log_lines() {
+    // An hour takes 30 s.
+    const SCALE: f64 = 120.0;
+    const MAX_LINES: usize = 8;
+    let ha = Mosquitto::start();
+    let supervisor = fake_supervisor_with_core(ha.port, 502);
+    let dir = tempfile::tempdir().unwrap();
+    let options = json!({"gx_host": "127.0.0.1", "gx_port": free_port(), "scan": false});
+    let mut addon = Addon::start_scaled(dir.path(), &options, &supervisor, SCALE);
+    std::thread::sleep(Duration::from_secs(3600).div_f64(SCALE));
+    addon.stop();
+
+    let attempts = notification_ids(&supervisor, CREATE).len();
+    let warnings = addon.count("cannot update the notification");
+    assert!(attempts >= 2, "the notice was not retried while Core was down ({attempts} calls)");
+    assert!(
+        warnings <= MAX_LINES,
+        "{warnings} warnings for {attempts} failed notification calls in an hour, limit {MAX_LINES}:\n{}",
+        addon.log()
     );
 }
