@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::addon_fake::{Call, FakeServer, Reply};
 use crate::support::mosquitto::{free_port, Mosquitto};
+use crate::support::rig::{Rig, RigOptions, STATUS_TOPIC};
 
 const BIN: &str = env!("CARGO_BIN_EXE_roamcore-victron");
 const TOKEN: &str = "round2-token-4242";
@@ -241,5 +242,29 @@ fn core_down_hour_log_lines() {
         warnings <= MAX_LINES,
         "{warnings} warnings for {attempts} failed notification calls in an hour, limit {MAX_LINES}:\n{}",
         addon.log()
+    );
+}
+
+/// The owner switches MQTT access off on a GX the bridge has bridged before (gx_host set).
+/// Refusals right after a loss are a rebooting GX, but a GX that refuses for ten minutes
+/// has MQTT off, and the user guide promises `mqtt_disabled` within about 30 seconds.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: a known GX that switches MQTT off stays 'connecting' forever, with no notice"]
+async fn mqtt_switched_off_reported() {
+    const SCALE: f64 = 60.0;
+    let options = RigOptions { scale: SCALE, scale_fixed: true, ..RigOptions::default() };
+    let mut rig = Rig::start(options).await;
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+
+    // MQTT access off: nothing listens on the GX's port any more.
+    rig.stop_gx_broker();
+    let off = Instant::now();
+    let reported = rig.wait_since(STATUS_TOPIC, "mqtt_disabled", off, rig.scaled(Duration::from_secs(600))).await;
+    let status = rig.observer.latest(STATUS_TOPIC);
+    let log = rig.log();
+    rig.daemon_mut().sigterm();
+    assert!(
+        reported.is_some(),
+        "after ten minutes of refused connections the status is {status:?}, expected mqtt_disabled:\n{log}"
     );
 }
