@@ -70,18 +70,21 @@ impl Addon {
     fn start_scaled(data_dir: &Path, options: &Value, supervisor: &FakeServer, scale: f64) -> Addon {
         let options_path = data_dir.join("options.json");
         std::fs::write(&options_path, options.to_string()).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .arg("run")
             .env("SUPERVISOR_TOKEN", TOKEN)
             .env("SUPERVISOR_URL", supervisor.url())
             .env("ROAMCORE_DATA_DIR", data_dir)
             .env("ROAMCORE_OPTIONS", &options_path)
             .env("ROAMCORE_HEALTH_FILE", data_dir.join("health.json"))
-            .env("ROAMCORE_TIME_SCALE", scale.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start roamcore-victron run");
+            .env("ROAMCORE_TIME_SCALE", scale.to_string());
+        Addon::spawn(command)
+    }
+
+    /// Starts `command` with its stdout and stderr collected line by line.
+    fn spawn(mut command: Command) -> Addon {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the process");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -328,4 +331,151 @@ fn wrong_portal_notice_wording() {
     assert!(message.contains("c0619ab0d0e1"), "the notice does not name the GX found: {message}");
     assert!(!title.contains("invalid option"), "title: {title}");
     assert!(!message.contains("were ignored"), "message: {message}");
+}
+
+/// A network namespace made by this test with only its loopback up, so the bridge can
+/// use the fixed MQTT ports 1883 and 8883 of a GX at 127.0.0.2 there without touching
+/// anything on this machine. Deleted when dropped.
+struct LoopbackNet {
+    name: String,
+}
+
+impl LoopbackNet {
+    /// Creates the namespace; `None` without root or iproute2, so the caller can skip.
+    fn create(tag: &str) -> Option<LoopbackNet> {
+        let name = format!("rcv-r2-{tag}-{}", std::process::id());
+        let ip = |args: &[&str]| Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        if !ip(&["netns", "add", &name]) {
+            return None;
+        }
+        let net = LoopbackNet { name };
+        if !ip(&["netns", "exec", &net.name, "ip", "link", "set", "lo", "up"]) {
+            return None;
+        }
+        Some(net)
+    }
+
+    /// Returns a command that runs `program` inside the namespace.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Starts Mosquitto inside the namespace on `address:1883`, anonymous or with one
+    /// user, logging connections to `dir/<name>.log`. Waits until it runs.
+    fn mosquitto(&self, dir: &Path, name: &str, address: &str, login: Option<(&str, &str)>) -> Child {
+        use std::os::unix::fs::PermissionsExt;
+        // Mosquitto started as root drops to its own user before it reads some files.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut conf = format!(
+            "listener 1883 {address}\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\n"
+        );
+        match login {
+            Some((user, password)) => {
+                let passwords = dir.join(format!("{name}.passwd"));
+                std::fs::write(&passwords, format!("{user}:{password}\n")).unwrap();
+                let hashed = Command::new("mosquitto_passwd").arg("-U").arg(&passwords).status().expect("mosquitto_passwd");
+                assert!(hashed.success(), "mosquitto_passwd -U failed");
+                std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
+                conf.push_str(&format!("allow_anonymous false\npassword_file {}\n", passwords.display()));
+            }
+            None => conf.push_str("allow_anonymous true\n"),
+        }
+        let conf_path = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = self
+            .command(crate::support::mosquitto::mosquitto_binary())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start mosquitto in the namespace");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("running") {
+            assert!(Instant::now() < deadline, "mosquitto {name} did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+}
+
+impl Drop for LoopbackNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+    }
+}
+
+/// Stops a child process started by a test.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The GX the bridge found by discovery (adopted, scan off: only its last address is
+/// tried) gets a password: the owner picks the Weak profile. The bridge must log in at
+/// most once a minute (the GX's broker rate-limits wrong logins) and raise one notice
+/// that stays until the password is set. Here the GX link and discovery each set the
+/// status with their own words, and the lost link's `searching` dismisses the notice.
+#[test]
+#[ignore = "bug: with discovery, the auth_required notice is dismissed and re-raised"]
+fn gx_gets_password_after_discovery() {
+    const SCALE: f64 = 10.0;
+    let Some(net) = LoopbackNet::create("pw") else {
+        eprintln!("gx_gets_password_after_discovery: skipped, needs root and iproute2 for a network namespace");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
+    let mut gx = net.mosquitto(dir.path(), "gx-open", "127.0.0.2", None);
+    let mut sim = net
+        .command(BIN)
+        .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the simulated GX");
+    let serial = net
+        .command("mosquitto_sub")
+        .args(["-h", "127.0.0.2", "-t", "N/+/system/0/Serial", "-C", "1", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub (package mosquitto-clients)");
+    assert!(!serial.stdout.is_empty(), "the simulated GX did not publish its Serial");
+    // The bridge found this GX before: its adoption names the last good address.
+    let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
+    std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
+
+    let mut command = net.command(BIN);
+    command
+        .args(["run", "--ha-broker", "127.0.0.1:1883", "--scan", "false", "--time-scale", &SCALE.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ROAMCORE_HEALTH_FILE", dir.path().join("health.json"));
+    let mut daemon = Addon::spawn(command);
+    let connected = daemon.wait_line("status=connected", Duration::from_secs(30));
+    assert!(connected, "the bridge did not connect to the adopted GX:\n{}", daemon.log());
+
+    // The owner sets a password on the GX: its broker restarts and rejects anonymous logins.
+    kill(&mut sim);
+    kill(&mut gx);
+    let mut gx = net.mosquitto(dir.path(), "gx-password", "127.0.0.2", Some(("gx", "gx-password-1")));
+    let watch = Duration::from_secs(300).div_f64(SCALE);
+    std::thread::sleep(watch);
+    let broker_log = std::fs::read_to_string(dir.path().join("gx-password.log")).unwrap();
+    daemon.stop();
+    kill(&mut gx);
+    kill(&mut ha);
+
+    let logins = broker_log.lines().filter(|line| line.contains("New connection from")).count();
+    let notices = daemon.count("notification_id=roamcore_victron_auth_required");
+    let dismissals = daemon.count("problem solved");
+    assert!(daemon.log().contains("status=auth_required"), "no auth_required status:\n{}", daemon.log());
+    // Five minutes: the first login, then one a minute.
+    assert!(logins <= 6, "{logins} logins in five minutes, limit 6:\n{broker_log}\n{}", daemon.log());
+    assert_eq!(dismissals, 0, "the notice was dismissed while the GX still rejects the login:\n{}", daemon.log());
+    assert!(notices <= 1, "the auth_required notice was raised {notices} times, expected once:\n{}", daemon.log());
 }
