@@ -479,3 +479,55 @@ fn gx_gets_password_after_discovery() {
     assert_eq!(dismissals, 0, "the notice was dismissed while the GX still rejects the login:\n{}", daemon.log());
     assert!(notices <= 1, "the auth_required notice was raised {notices} times, expected once:\n{}", daemon.log());
 }
+
+/// Van power-up: the bridge starts while the adopted GX is booting. Its broker already
+/// accepts connections but the GX has not yet published its Serial; it does a few
+/// seconds later. The GX link (gx_host set) waits for the Serial; discovery instead takes
+/// the adopted GX for "a broker that is not a GX" and leaves it alone for two minutes,
+/// a delay that the time scale does not shorten either.
+#[test]
+#[ignore = "bug: an adopted GX seen before its Serial is ignored for 120 s, unscaled"]
+fn adopted_gx_serial_late() {
+    const SCALE: f64 = 10.0;
+    let Some(net) = LoopbackNet::create("late") else {
+        eprintln!("adopted_gx_serial_late: skipped, needs root and iproute2 for a network namespace");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
+    let mut gx = net.mosquitto(dir.path(), "gx", "127.0.0.2", None);
+    let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
+    std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
+
+    let mut command = net.command(BIN);
+    command
+        .args(["run", "--ha-broker", "127.0.0.1:1883", "--scan", "false", "--time-scale", &SCALE.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ROAMCORE_HEALTH_FILE", dir.path().join("health.json"));
+    let mut daemon = Addon::spawn(command);
+    let checked = daemon.wait_line("status=validating", Duration::from_secs(10));
+    assert!(checked, "the bridge did not try the adopted GX:\n{}", daemon.log());
+
+    // The GX's MQTT plugin publishes 20 production seconds later.
+    std::thread::sleep(Duration::from_secs(20).div_f64(SCALE));
+    let mut sim = net
+        .command(BIN)
+        .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the simulated GX");
+    let published = Instant::now();
+    // 60 production seconds, plus start-up work the time scale does not shorten.
+    let limit = Duration::from_secs(60).div_f64(SCALE) + Duration::from_millis(1500);
+    let connected = daemon.wait_line("status=connected", limit);
+    let waited = published.elapsed();
+    daemon.stop();
+    kill(&mut sim);
+    kill(&mut gx);
+    kill(&mut ha);
+    assert!(connected, "not connected {waited:?} after the GX published its Serial (limit {limit:?}):\n{}", daemon.log());
+}
