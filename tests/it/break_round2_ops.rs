@@ -480,24 +480,21 @@ fn gx_gets_password_after_discovery() {
     assert!(notices <= 1, "the auth_required notice was raised {notices} times, expected once:\n{}", daemon.log());
 }
 
-/// Van power-up: the bridge starts while the adopted GX is booting. Its broker already
-/// accepts connections but the GX has not yet published its Serial; it does a few
-/// seconds later. The GX link (gx_host set) waits for the Serial; discovery instead takes
-/// the adopted GX for "a broker that is not a GX" and leaves it alone for two minutes,
-/// a delay that the time scale does not shorten either.
-#[test]
-#[ignore = "bug: an adopted GX seen before its Serial is ignored for 120 s, unscaled"]
-fn adopted_gx_serial_late() {
+/// Starts the bridge with an adopted GX at 127.0.0.2 and scan off (only the adopted GX's
+/// last address is tried), while that GX is still booting: with `broker_early` its
+/// broker already accepts connections but holds no Serial, else nothing listens yet.
+/// The GX comes up 20 production seconds later; the bridge must connect within 60.
+fn adopted_gx_late(tag: &str, broker_early: bool) {
     const SCALE: f64 = 10.0;
-    let Some(net) = LoopbackNet::create("late") else {
-        eprintln!("adopted_gx_serial_late: skipped, needs root and iproute2 for a network namespace");
+    let Some(net) = LoopbackNet::create(tag) else {
+        eprintln!("adopted GX late: skipped, needs root and iproute2 for a network namespace");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
-    let mut gx = net.mosquitto(dir.path(), "gx", "127.0.0.2", None);
+    let mut gx = broker_early.then(|| net.mosquitto(dir.path(), "gx", "127.0.0.2", None));
     let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
     std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
 
@@ -511,8 +508,10 @@ fn adopted_gx_serial_late() {
     let checked = daemon.wait_line("status=validating", Duration::from_secs(10));
     assert!(checked, "the bridge did not try the adopted GX:\n{}", daemon.log());
 
-    // The GX's MQTT plugin publishes 20 production seconds later.
     std::thread::sleep(Duration::from_secs(20).div_f64(SCALE));
+    if gx.is_none() {
+        gx = Some(net.mosquitto(dir.path(), "gx", "127.0.0.2", None));
+    }
     let mut sim = net
         .command(BIN)
         .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
@@ -520,14 +519,33 @@ fn adopted_gx_serial_late() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the simulated GX");
-    let published = Instant::now();
+    let up = Instant::now();
     // 60 production seconds, plus start-up work the time scale does not shorten.
     let limit = Duration::from_secs(60).div_f64(SCALE) + Duration::from_millis(1500);
     let connected = daemon.wait_line("status=connected", limit);
-    let waited = published.elapsed();
+    let waited = up.elapsed();
     daemon.stop();
     kill(&mut sim);
-    kill(&mut gx);
+    if let Some(gx) = &mut gx {
+        kill(gx);
+    }
     kill(&mut ha);
-    assert!(connected, "not connected {waited:?} after the GX published its Serial (limit {limit:?}):\n{}", daemon.log());
+    assert!(connected, "not connected {waited:?} after the GX came up (limit {limit:?}):\n{}", daemon.log());
+}
+
+/// Van power-up with the GX's broker up before its MQTT plugin has published the Serial.
+/// Discovery tries the adopted GX's address once at start, calls it "a broker that is
+/// not a GX" and, with scan off, never tries it again (seen: not connected after 200 s).
+#[test]
+#[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
+fn adopted_gx_serial_late() {
+    adopted_gx_late("serial", true);
+}
+
+/// Van power-up with Home Assistant up before the GX: nothing listens at the adopted
+/// GX's address yet. Same cause as `adopted_gx_serial_late`: one try at start only.
+#[test]
+#[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
+fn adopted_gx_powered_on_late() {
+    adopted_gx_late("power", false);
 }
