@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::addon_fake::{Call, FakeServer, Reply};
 use crate::support::mosquitto::{free_port, Mosquitto};
-use crate::support::rig::{Rig, RigOptions, STATUS_TOPIC};
+use crate::support::rig::{Rig, RigOptions, GX_TOPIC, STATUS_TOPIC};
 
 const BIN: &str = env!("CARGO_BIN_EXE_roamcore-victron");
 const TOKEN: &str = "round2-token-4242";
@@ -548,4 +548,29 @@ fn adopted_gx_serial_late() {
 #[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
 fn adopted_gx_powered_on_late() {
     adopted_gx_late("power", false);
+}
+
+/// What the owner reads in the add-on log when the GX reboots: one line saying the GX
+/// was lost, in plain words. The bridge writes two (an info line for the status and a
+/// warning for the link), and the warning quotes the MQTT library's error text.
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "bug: a GX loss is logged twice, with rumqttc's 'Mqtt state' error text"]
+async fn gx_loss_log_wording() {
+    let mut rig = Rig::start(RigOptions::default()).await;
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+
+    let mark = rig.log_mark();
+    rig.stop_gx_broker();
+    let gone = Instant::now();
+    let offline = rig.wait_since(GX_TOPIC, "offline", gone, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines: Vec<String> = rig.daemon().lines().into_iter().skip(mark).collect();
+    rig.daemon_mut().sigterm();
+    let text = lines.join("\n");
+
+    assert!(offline.is_some(), "the GX link never went offline:\n{text}");
+    let internals: Vec<&String> = lines.iter().filter(|line| line.contains("Mqtt state")).collect();
+    assert!(internals.is_empty(), "library error text in the log: {internals:?}");
+    let lost = lines.iter().filter(|line| line.to_lowercase().contains("lost the gx")).count();
+    assert_eq!(lost, 1, "lines about losing the GX:\n{text}");
 }
