@@ -574,3 +574,91 @@ async fn gx_loss_log_wording() {
     let lost = lines.iter().filter(|line| line.to_lowercase().contains("lost the gx")).count();
     assert_eq!(lost, 1, "lines about losing the GX:\n{text}");
 }
+
+/// Runs the bridge against a GX it found by discovery (adopted at 127.0.0.2, scan off)
+/// until connected, then switches MQTT access off on the GX: its broker stops, its web
+/// page stays up. Returns the bridge's log lines from the switch on, for ten production
+/// minutes at time scale 20.
+fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
+    const SCALE: f64 = 20.0;
+    let Some(net) = LoopbackNet::create(tag) else {
+        eprintln!("MQTT off after discovery: skipped, needs root and iproute2 for a network namespace");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
+    let mut gx = net.mosquitto(dir.path(), "gx", "127.0.0.2", None);
+    let mut sim = net
+        .command(BIN)
+        .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the simulated GX");
+    let mut web = net
+        .command(BIN)
+        .args(["sim-lan", "--bind", "127.0.0.2", "--ssdp", "false", "--web", "gui"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the simulated GX's web page");
+    let serial = net
+        .command("mosquitto_sub")
+        .args(["-h", "127.0.0.2", "-t", "N/+/system/0/Serial", "-C", "1", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub (package mosquitto-clients)");
+    assert!(!serial.stdout.is_empty(), "the simulated GX did not publish its Serial");
+    let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
+    std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
+
+    let mut command = net.command(BIN);
+    command
+        .args(["run", "--ha-broker", "127.0.0.1:1883", "--scan", "false", "--time-scale", &SCALE.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ROAMCORE_HEALTH_FILE", dir.path().join("health.json"));
+    let mut daemon = Addon::spawn(command);
+    let connected = daemon.wait_line("status=connected", Duration::from_secs(30));
+    assert!(connected, "the bridge did not connect to the adopted GX:\n{}", daemon.log());
+
+    let mark = daemon.lines.lock().unwrap().len();
+    kill(&mut sim);
+    kill(&mut gx);
+    std::thread::sleep(Duration::from_secs(600).div_f64(SCALE));
+    daemon.stop();
+    kill(&mut web);
+    kill(&mut ha);
+    let lines = daemon.lines.lock().unwrap()[mark..].to_vec();
+    Some(lines)
+}
+
+/// Ten minutes of a GX with MQTT off, after discovery. With gx_host set, an hour of GX
+/// outage costs at most 30 log lines; here the GX link and discovery set the status in
+/// turn (`searching`, `validating`, `connecting`) at every retry, and each change is an
+/// info line and a new state of `sensor.vt_bridge_status`.
+#[test]
+#[ignore = "bug: after discovery, a GX outage flips the status three times per retry"]
+fn gx_outage_after_discovery_log_lines() {
+    const MAX_LINES: usize = 10;
+    let Some(lines) = mqtt_off_after_discovery("flap") else { return };
+    let changes = lines.iter().filter(|line| line.contains("status=")).count();
+    assert!(
+        lines.len() <= MAX_LINES,
+        "{} log lines ({changes} status changes) in ten minutes of GX outage, limit {MAX_LINES}:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+}
+
+/// The same GX with MQTT off, scan off. Its web page stays up and its portal id is
+/// known, so the bridge has what it needs to say `mqtt_disabled`, yet in ten minutes it
+/// only cycles through `searching`, `validating` and `connecting`.
+#[test]
+#[ignore = "bug: the adopted GX switching MQTT off is never reported as mqtt_disabled"]
+fn mqtt_off_after_discovery_reported() {
+    let Some(lines) = mqtt_off_after_discovery("mqtt") else { return };
+    let reported = lines.iter().any(|line| line.contains("status=mqtt_disabled"));
+    assert!(reported, "no mqtt_disabled in ten minutes with MQTT off:\n{}", lines.join("\n"));
+}
