@@ -24,13 +24,13 @@ const CREATE: &str = "/core/api/services/persistent_notification/create";
 const DISMISS: &str = "/core/api/services/persistent_notification/dismiss";
 
 /// A fake Supervisor that announces `broker_port` as Home Assistant's broker (anonymous)
-/// and answers every notification call with 200.
+/// and returns 200 for every notification call.
 fn fake_supervisor(broker_port: u16) -> FakeServer {
     fake_supervisor_with_core(broker_port, 200)
 }
 
-/// Like [`fake_supervisor`], with `core_status` as the answer to notification calls: 502
-/// is what the Supervisor's Core proxy returns while Core is down.
+/// Like [`fake_supervisor`], with `core_status` as the status code of notification
+/// calls: the Supervisor's Core proxy returns 502 while Core is down.
 fn fake_supervisor_with_core(broker_port: u16, core_status: u16) -> FakeServer {
     FakeServer::start(
         Arc::new(move |call: &Call| {
@@ -182,7 +182,7 @@ fn simulator(broker: &Mosquitto) -> Child {
 
 /// Home Assistant keeps a persistent notification until it is dismissed or Core
 /// restarts; an add-on restart does neither. The owner who fixes the GX and restarts the
-/// add-on (as the notice tells them to) must see the notice go once the bridge connects.
+/// add-on (as the notice asks) must see the notice go once the bridge connects.
 #[test]
 #[ignore = "bug: a notification created before an add-on restart is never dismissed"]
 fn notice_dismissed_after_restart() {
@@ -221,7 +221,7 @@ fn notice_dismissed_after_restart() {
 }
 
 /// Home Assistant Core down for an hour (a failed update, a restart loop) while the add-on
-/// has a notice to show. The Supervisor's Core proxy answers 502 meanwhile. Every other
+/// has a notice to show. The Supervisor's Core proxy returns 502 meanwhile. Every other
 /// repeated problem is warned once and then counted every 10 minutes, so an hour may
 /// cost a handful of lines, not one per retry.
 #[test]
@@ -250,7 +250,8 @@ fn core_down_hour_log_lines() {
 
 /// The owner switches MQTT access off on a GX the bridge has bridged before (gx_host set).
 /// Refusals right after a loss are a rebooting GX, but a GX that refuses for ten minutes
-/// has MQTT off, and the user guide promises `mqtt_disabled` within about 30 seconds.
+/// has MQTT off. The user guide says `mqtt_disabled` and a notification report exactly
+/// this case; the bridge shows `connecting` instead.
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "bug: a known GX that switches MQTT off stays 'connecting' forever, with no notice"]
 async fn mqtt_switched_off_reported() {
@@ -306,8 +307,8 @@ fn notification_body(supervisor: &FakeServer, path: &str, id: &str) -> Option<Va
 
 /// `portal_id` is set to the owner's GX, but the broker at `gx_host` belongs to another
 /// GX (a neighbour's, or a replaced unit). Both options are valid, and neither was
-/// ignored, yet the notice tells the owner that invalid options were ignored and that
-/// the log names them.
+/// ignored, yet the notice states that invalid options were ignored and that the log
+/// names them.
 #[test]
 #[ignore = "bug: a GX with another portal id is notified as 'invalid option ... ignored'"]
 fn wrong_portal_notice_wording() {
@@ -333,8 +334,8 @@ fn wrong_portal_notice_wording() {
     assert!(!message.contains("were ignored"), "message: {message}");
 }
 
-/// A network namespace made by this test with only its loopback up, so the bridge can
-/// use the fixed MQTT ports 1883 and 8883 of a GX at 127.0.0.2 there without touching
+/// A network namespace made by this test with only its loopback up, so that discovery
+/// can try its fixed MQTT ports (1883, then 8883) on a GX at 127.0.0.2 without touching
 /// anything on this machine. Deleted when dropped.
 struct LoopbackNet {
     name: String,
@@ -366,8 +367,9 @@ impl LoopbackNet {
     /// user, logging connections to `dir/<name>.log`. Waits until it runs.
     fn mosquitto(&self, dir: &Path, name: &str, address: &str, login: Option<(&str, &str)>) -> Child {
         use std::os::unix::fs::PermissionsExt;
-        // Mosquitto started as root drops to its own user before it reads some files.
+        // Lets Mosquitto read its files after it switches from root to its own user.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
         let mut conf = format!(
             "listener 1883 {address}\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\nconnection_messages true\n"
         );
@@ -382,6 +384,7 @@ impl LoopbackNet {
             }
             None => conf.push_str("allow_anonymous true\n"),
         }
+
         let conf_path = dir.join(format!("{name}.conf"));
         std::fs::write(&conf_path, conf).unwrap();
         let log = dir.join(format!("{name}.log"));
@@ -393,6 +396,7 @@ impl LoopbackNet {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start mosquitto in the namespace");
+
         let deadline = Instant::now() + Duration::from_secs(10);
         while !std::fs::read_to_string(&log).unwrap_or_default().contains("running") {
             assert!(Instant::now() < deadline, "mosquitto {name} did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
