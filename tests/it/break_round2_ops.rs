@@ -665,3 +665,29 @@ fn mqtt_off_after_discovery_reported() {
     let reported = lines.iter().any(|line| line.contains("status=mqtt_disabled"));
     assert!(reported, "no mqtt_disabled in ten minutes with MQTT off:\n{}", lines.join("\n"));
 }
+
+/// The owner installed the add-on but not the Mosquitto broker add-on: the Supervisor
+/// returns 400 for `/services/mqtt` until they do. Other repeated problems are warned
+/// once and then counted every 10 minutes; this one repeats every minute, a window that
+/// `--time-scale` does not shorten, so the test runs at time scale 1 for 130 s.
+#[test]
+#[ignore = "bug: the missing MQTT service is warned every minute, not every 10 minutes"]
+fn mqtt_service_missing_log_lines() {
+    let supervisor = FakeServer::start(
+        Arc::new(|call: &Call| match call.path.as_str() {
+            "/services/mqtt" => Reply::json(400, json!({"result": "error", "message": "Service not enabled"})),
+            _ => Reply::json(404, json!({"result": "error", "message": "not found"})),
+        }),
+        None,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let options = json!({"gx_host": "127.0.0.1", "gx_port": free_port(), "scan": false});
+    let mut addon = Addon::start_scaled(dir.path(), &options, &supervisor, 1.0);
+    std::thread::sleep(Duration::from_secs(130));
+    addon.stop();
+
+    let asked = supervisor.calls().iter().filter(|call| call.path == "/services/mqtt").count();
+    let warnings = addon.count("waiting for Home Assistant's MQTT broker");
+    assert!(asked >= 3, "the Supervisor was asked only {asked} times");
+    assert!(warnings <= 1, "{warnings} warnings in 130 s, expected the first one only:\n{}", addon.log());
+}
