@@ -564,8 +564,8 @@ async fn gx_loss_log_wording() {
 
     let mark = rig.log_mark();
     rig.stop_gx_broker();
-    let gone = Instant::now();
-    let offline = rig.wait_since(GX_TOPIC, "offline", gone, Duration::from_secs(10)).await;
+    let broker_stopped = Instant::now();
+    let offline = rig.wait_since(GX_TOPIC, "offline", broker_stopped, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let lines: Vec<String> = rig.daemon().lines().into_iter().skip(mark).collect();
     rig.daemon_mut().sigterm();
@@ -686,8 +686,8 @@ fn mqtt_service_missing_log_lines() {
     std::thread::sleep(Duration::from_secs(130));
     addon.stop();
 
-    let asked = supervisor.calls().iter().filter(|call| call.path == "/services/mqtt").count();
+    let requests = supervisor.calls().iter().filter(|call| call.path == "/services/mqtt").count();
     let warnings = addon.count("waiting for Home Assistant's MQTT broker");
-    assert!(asked >= 3, "the Supervisor was asked only {asked} times");
+    assert!(requests >= 3, "only {requests} requests for the MQTT service");
     assert!(warnings <= 1, "{warnings} warnings in 130 s, expected the first one only:\n{}", addon.log());
 }
