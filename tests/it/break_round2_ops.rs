@@ -67,7 +67,12 @@ impl Addon {
     }
 
     /// Like [`Addon::start`] at time scale `scale`.
-    fn start_scaled(data_dir: &Path, options: &Value, supervisor: &FakeServer, scale: f64) -> Addon {
+    fn start_scaled(
+        data_dir: &Path,
+        options: &Value,
+        supervisor: &FakeServer,
+        scale: f64,
+    ) -> Addon {
         let options_path = data_dir.join("options.json");
         std::fs::write(&options_path, options.to_string()).unwrap();
         let mut command = Command::new(BIN);
@@ -84,7 +89,11 @@ impl Addon {
 
     /// Starts `command` with its stdout and stderr collected line by line.
     fn spawn(mut command: Command) -> Addon {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the process");
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the process");
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -109,14 +118,25 @@ impl Addon {
 
     /// Counts the log lines that contain `needle`.
     fn count(&self, needle: &str) -> usize {
-        self.lines.lock().unwrap().iter().filter(|line| line.contains(needle)).count()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// Waits until a log line contains `needle`.
     fn wait_line(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.lines.lock().unwrap().iter().any(|line| line.contains(needle)) {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains(needle))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -126,7 +146,10 @@ impl Addon {
 
     /// Sends SIGTERM and waits up to 15 s for the exit.
     fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if self.child.try_wait().unwrap().is_some() {
@@ -161,7 +184,10 @@ fn notification_ids(supervisor: &FakeServer, path: &str) -> Vec<String> {
 fn wait_notification(supervisor: &FakeServer, path: &str, id: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if notification_ids(supervisor, path).iter().any(|seen| seen == id) {
+        if notification_ids(supervisor, path)
+            .iter()
+            .any(|seen| seen == id)
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -173,7 +199,13 @@ fn wait_notification(supervisor: &FakeServer, path: &str, id: &str, timeout: Dur
 /// add-on's time scale of 10.
 fn simulator(broker: &Mosquitto) -> Child {
     Command::new(BIN)
-        .args(["simulate", "--broker", &broker.host_port(), "--time-scale", "10"])
+        .args([
+            "simulate",
+            "--broker",
+            &broker.host_port(),
+            "--time-scale",
+            "10",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -194,9 +226,18 @@ fn notice_dismissed_after_restart() {
     let gx_port = free_port();
     let options = json!({"gx_host": "127.0.0.1", "gx_port": gx_port, "scan": false});
     let mut first = Addon::start(dir.path(), &options, &supervisor);
-    let created = wait_notification(&supervisor, CREATE, "roamcore_victron_mqtt_disabled", Duration::from_secs(30));
+    let created = wait_notification(
+        &supervisor,
+        CREATE,
+        "roamcore_victron_mqtt_disabled",
+        Duration::from_secs(30),
+    );
     first.stop();
-    assert!(created, "no mqtt_disabled notification in the first run:\n{}", first.log());
+    assert!(
+        created,
+        "no mqtt_disabled notification in the first run:\n{}",
+        first.log()
+    );
 
     // The owner switches MQTT on and restarts the add-on.
     let gx = Mosquitto::start_with(crate::support::mosquitto::BrokerConfig {
@@ -207,15 +248,28 @@ fn notice_dismissed_after_restart() {
     supervisor.clear_calls();
     let mut second = Addon::start(dir.path(), &options, &supervisor);
     let connected = second.wait_line("status=connected", Duration::from_secs(30));
-    let dismissed = wait_notification(&supervisor, DISMISS, "roamcore_victron_mqtt_disabled", Duration::from_secs(10));
+    let dismissed = wait_notification(
+        &supervisor,
+        DISMISS,
+        "roamcore_victron_mqtt_disabled",
+        Duration::from_secs(10),
+    );
     second.stop();
     let _ = sim.kill();
     let _ = sim.wait();
-    assert!(connected, "the second run did not connect:\n{}", second.log());
+    assert!(
+        connected,
+        "the second run did not connect:\n{}",
+        second.log()
+    );
     assert!(
         dismissed,
         "the mqtt_disabled notice of the first run was not dismissed; calls: {:?}\n{}",
-        supervisor.calls().iter().map(Call::line).collect::<Vec<_>>(),
+        supervisor
+            .calls()
+            .iter()
+            .map(Call::line)
+            .collect::<Vec<_>>(),
         second.log()
     );
 }
@@ -240,7 +294,10 @@ fn core_down_hour_log_lines() {
 
     let attempts = notification_ids(&supervisor, CREATE).len();
     let warnings = addon.count("cannot update the notification");
-    assert!(attempts >= 2, "the notice was not retried while Core was down ({attempts} calls)");
+    assert!(
+        attempts >= 2,
+        "the notice was not retried while Core was down ({attempts} calls)"
+    );
     assert!(
         warnings <= MAX_LINES,
         "{warnings} warnings for {attempts} failed notification calls in an hour, limit {MAX_LINES}:\n{}",
@@ -256,14 +313,27 @@ fn core_down_hour_log_lines() {
 #[ignore = "bug: a known GX that switches MQTT off stays 'connecting' forever, with no notice"]
 async fn mqtt_switched_off_reported() {
     const SCALE: f64 = 60.0;
-    let options = RigOptions { scale: SCALE, scale_fixed: true, ..RigOptions::default() };
+    let options = RigOptions {
+        scale: SCALE,
+        scale_fixed: true,
+        ..RigOptions::default()
+    };
     let mut rig = Rig::start(options).await;
-    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+    rig.wait_consistent(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
 
     // MQTT access off: nothing listens on the GX's port any more.
     rig.stop_gx_broker();
     let off = Instant::now();
-    let reported = rig.wait_since(STATUS_TOPIC, "mqtt_disabled", off, rig.scaled(Duration::from_secs(600))).await;
+    let reported = rig
+        .wait_since(
+            STATUS_TOPIC,
+            "mqtt_disabled",
+            off,
+            rig.scaled(Duration::from_secs(600)),
+        )
+        .await;
     let status = rig.observer.latest(STATUS_TOPIC);
     let log = rig.log();
     rig.daemon_mut().sigterm();
@@ -324,12 +394,20 @@ fn wrong_portal_notice_wording() {
     addon.stop();
     let _ = sim.kill();
     let _ = sim.wait();
-    assert!(created, "no config_error notification: {:?}\n{}", supervisor.calls(), addon.log());
+    assert!(
+        created,
+        "no config_error notification: {:?}\n{}",
+        supervisor.calls(),
+        addon.log()
+    );
 
     let body = notification_body(&supervisor, CREATE, id).unwrap();
     let title = body["title"].as_str().unwrap_or_default();
     let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains("c0619ab0d0e1"), "the notice does not name the GX found: {message}");
+    assert!(
+        message.contains("c0619ab0d0e1"),
+        "the notice does not name the GX found: {message}"
+    );
     assert!(!title.contains("invalid option"), "title: {title}");
     assert!(!message.contains("were ignored"), "message: {message}");
 }
@@ -345,7 +423,14 @@ impl LoopbackNet {
     /// Creates the namespace; `None` without root or iproute2, so the caller can skip.
     fn create(tag: &str) -> Option<LoopbackNet> {
         let name = format!("rcv-r2-{tag}-{}", std::process::id());
-        let ip = |args: &[&str]| Command::new("ip").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ip = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
         if !ip(&["netns", "add", &name]) {
             return None;
         }
@@ -365,7 +450,13 @@ impl LoopbackNet {
 
     /// Starts Mosquitto inside the namespace on `address:1883`, anonymous or with one
     /// user, logging connections to `dir/<name>.log`. Waits until it runs.
-    fn mosquitto(&self, dir: &Path, name: &str, address: &str, login: Option<(&str, &str)>) -> Child {
+    fn mosquitto(
+        &self,
+        dir: &Path,
+        name: &str,
+        address: &str,
+        login: Option<(&str, &str)>,
+    ) -> Child {
         use std::os::unix::fs::PermissionsExt;
         // Lets Mosquitto read its files after it switches from root to its own user.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -377,10 +468,18 @@ impl LoopbackNet {
             Some((user, password)) => {
                 let passwords = dir.join(format!("{name}.passwd"));
                 std::fs::write(&passwords, format!("{user}:{password}\n")).unwrap();
-                let hashed = Command::new("mosquitto_passwd").arg("-U").arg(&passwords).status().expect("mosquitto_passwd");
+                let hashed = Command::new("mosquitto_passwd")
+                    .arg("-U")
+                    .arg(&passwords)
+                    .status()
+                    .expect("mosquitto_passwd");
                 assert!(hashed.success(), "mosquitto_passwd -U failed");
-                std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
-                conf.push_str(&format!("allow_anonymous false\npassword_file {}\n", passwords.display()));
+                std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644))
+                    .unwrap();
+                conf.push_str(&format!(
+                    "allow_anonymous false\npassword_file {}\n",
+                    passwords.display()
+                ));
             }
             None => conf.push_str("allow_anonymous true\n"),
         }
@@ -398,8 +497,15 @@ impl LoopbackNet {
             .expect("start mosquitto in the namespace");
 
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log).unwrap_or_default().contains("running") {
-            assert!(Instant::now() < deadline, "mosquitto {name} did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("running")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto {name} did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         child
@@ -408,7 +514,9 @@ impl LoopbackNet {
 
 impl Drop for LoopbackNet {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
     }
 }
 
@@ -437,35 +545,71 @@ fn gx_gets_password_after_discovery() {
     let mut gx = net.mosquitto(dir.path(), "gx-open", "127.0.0.2", None);
     let mut sim = net
         .command(BIN)
-        .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
+        .args([
+            "simulate",
+            "--broker",
+            "127.0.0.2:1883",
+            "--time-scale",
+            &SCALE.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the simulated GX");
     let serial = net
         .command("mosquitto_sub")
-        .args(["-h", "127.0.0.2", "-t", "N/+/system/0/Serial", "-C", "1", "-W", "10"])
+        .args([
+            "-h",
+            "127.0.0.2",
+            "-t",
+            "N/+/system/0/Serial",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
         .output()
         .expect("mosquitto_sub (package mosquitto-clients)");
-    assert!(!serial.stdout.is_empty(), "the simulated GX did not publish its Serial");
+    assert!(
+        !serial.stdout.is_empty(),
+        "the simulated GX did not publish its Serial"
+    );
     // The bridge found this GX before: its adoption names the last good address.
-    let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
+    let adoption =
+        json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
     std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
 
     let mut command = net.command(BIN);
     command
-        .args(["run", "--ha-broker", "127.0.0.1:1883", "--scan", "false", "--time-scale", &SCALE.to_string()])
+        .args([
+            "run",
+            "--ha-broker",
+            "127.0.0.1:1883",
+            "--scan",
+            "false",
+            "--time-scale",
+            &SCALE.to_string(),
+        ])
         .arg("--data-dir")
         .arg(&data)
         .env("ROAMCORE_HEALTH_FILE", dir.path().join("health.json"));
     let mut daemon = Addon::spawn(command);
     let connected = daemon.wait_line("status=connected", Duration::from_secs(30));
-    assert!(connected, "the bridge did not connect to the adopted GX:\n{}", daemon.log());
+    assert!(
+        connected,
+        "the bridge did not connect to the adopted GX:\n{}",
+        daemon.log()
+    );
 
     // The owner sets a password on the GX: its broker restarts and rejects anonymous logins.
     kill(&mut sim);
     kill(&mut gx);
-    let mut gx = net.mosquitto(dir.path(), "gx-password", "127.0.0.2", Some(("gx", "gx-password-1")));
+    let mut gx = net.mosquitto(
+        dir.path(),
+        "gx-password",
+        "127.0.0.2",
+        Some(("gx", "gx-password-1")),
+    );
     let watch = Duration::from_secs(300).div_f64(SCALE);
     std::thread::sleep(watch);
     let broker_log = std::fs::read_to_string(dir.path().join("gx-password.log")).unwrap();
@@ -473,14 +617,30 @@ fn gx_gets_password_after_discovery() {
     kill(&mut gx);
     kill(&mut ha);
 
-    let logins = broker_log.lines().filter(|line| line.contains("New connection from")).count();
+    let logins = broker_log
+        .lines()
+        .filter(|line| line.contains("New connection from"))
+        .count();
     let notices = daemon.count("notification_id=roamcore_victron_auth_required");
     let dismissals = daemon.count("problem solved");
-    assert!(daemon.log().contains("status=auth_required"), "no auth_required status:\n{}", daemon.log());
+    assert!(
+        daemon.log().contains("status=auth_required"),
+        "no auth_required status:\n{}",
+        daemon.log()
+    );
     // The login rate itself is checked by the LAN tests; here it is only reported.
     eprintln!("{logins} logins in five production minutes");
-    assert_eq!(dismissals, 0, "the notice was dismissed while the GX still rejects the login:\n{}", daemon.log());
-    assert!(notices <= 1, "the auth_required notice was raised {notices} times, expected once:\n{}", daemon.log());
+    assert_eq!(
+        dismissals,
+        0,
+        "the notice was dismissed while the GX still rejects the login:\n{}",
+        daemon.log()
+    );
+    assert!(
+        notices <= 1,
+        "the auth_required notice was raised {notices} times, expected once:\n{}",
+        daemon.log()
+    );
 }
 
 /// Starts the bridge with an adopted GX at 127.0.0.2 and scan off (only the adopted GX's
@@ -498,18 +658,31 @@ fn adopted_gx_late(tag: &str, broker_early: bool) {
     std::fs::create_dir(&data).unwrap();
     let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
     let mut gx = broker_early.then(|| net.mosquitto(dir.path(), "gx", "127.0.0.2", None));
-    let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
+    let adoption =
+        json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
     std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
 
     let mut command = net.command(BIN);
     command
-        .args(["run", "--ha-broker", "127.0.0.1:1883", "--scan", "false", "--time-scale", &SCALE.to_string()])
+        .args([
+            "run",
+            "--ha-broker",
+            "127.0.0.1:1883",
+            "--scan",
+            "false",
+            "--time-scale",
+            &SCALE.to_string(),
+        ])
         .arg("--data-dir")
         .arg(&data)
         .env("ROAMCORE_HEALTH_FILE", dir.path().join("health.json"));
     let mut daemon = Addon::spawn(command);
     let checked = daemon.wait_line("status=validating", Duration::from_secs(10));
-    assert!(checked, "the bridge did not try the adopted GX:\n{}", daemon.log());
+    assert!(
+        checked,
+        "the bridge did not try the adopted GX:\n{}",
+        daemon.log()
+    );
 
     std::thread::sleep(Duration::from_secs(20).div_f64(SCALE));
     if gx.is_none() {
@@ -517,7 +690,13 @@ fn adopted_gx_late(tag: &str, broker_early: bool) {
     }
     let mut sim = net
         .command(BIN)
-        .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
+        .args([
+            "simulate",
+            "--broker",
+            "127.0.0.2:1883",
+            "--time-scale",
+            &SCALE.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -533,7 +712,11 @@ fn adopted_gx_late(tag: &str, broker_early: bool) {
         kill(gx);
     }
     kill(&mut ha);
-    assert!(connected, "not connected {waited:?} after the GX came up (limit {limit:?}):\n{}", daemon.log());
+    assert!(
+        connected,
+        "not connected {waited:?} after the GX came up (limit {limit:?}):\n{}",
+        daemon.log()
+    );
 }
 
 /// Van power-up with the GX's broker up before its MQTT plugin has published the Serial.
@@ -560,21 +743,34 @@ fn adopted_gx_powered_on_late() {
 #[ignore = "bug: a GX loss is logged twice, with rumqttc's 'Mqtt state' error text"]
 async fn gx_loss_log_wording() {
     let mut rig = Rig::start(RigOptions::default()).await;
-    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+    rig.wait_consistent(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
 
     let mark = rig.log_mark();
     rig.stop_gx_broker();
     let broker_stopped = Instant::now();
-    let offline = rig.wait_since(GX_TOPIC, "offline", broker_stopped, Duration::from_secs(10)).await;
+    let offline = rig
+        .wait_since(GX_TOPIC, "offline", broker_stopped, Duration::from_secs(10))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let lines: Vec<String> = rig.daemon().lines().into_iter().skip(mark).collect();
     rig.daemon_mut().sigterm();
     let text = lines.join("\n");
 
     assert!(offline.is_some(), "the GX link never went offline:\n{text}");
-    let internals: Vec<&String> = lines.iter().filter(|line| line.contains("Mqtt state")).collect();
-    assert!(internals.is_empty(), "library error text in the log: {internals:?}");
-    let lost = lines.iter().filter(|line| line.to_lowercase().contains("lost the gx")).count();
+    let internals: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("Mqtt state"))
+        .collect();
+    assert!(
+        internals.is_empty(),
+        "library error text in the log: {internals:?}"
+    );
+    let lost = lines
+        .iter()
+        .filter(|line| line.to_lowercase().contains("lost the gx"))
+        .count();
     assert_eq!(lost, 1, "lines about losing the GX:\n{text}");
 }
 
@@ -585,7 +781,9 @@ async fn gx_loss_log_wording() {
 fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
     const SCALE: f64 = 20.0;
     let Some(net) = LoopbackNet::create(tag) else {
-        eprintln!("MQTT off after discovery: skipped, needs root and iproute2 for a network namespace");
+        eprintln!(
+            "MQTT off after discovery: skipped, needs root and iproute2 for a network namespace"
+        );
         return None;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -595,36 +793,75 @@ fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
     let mut gx = net.mosquitto(dir.path(), "gx", "127.0.0.2", None);
     let mut sim = net
         .command(BIN)
-        .args(["simulate", "--broker", "127.0.0.2:1883", "--time-scale", &SCALE.to_string()])
+        .args([
+            "simulate",
+            "--broker",
+            "127.0.0.2:1883",
+            "--time-scale",
+            &SCALE.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the simulated GX");
     let mut web = net
         .command(BIN)
-        .args(["sim-lan", "--bind", "127.0.0.2", "--ssdp", "false", "--web", "gui"])
+        .args([
+            "sim-lan",
+            "--bind",
+            "127.0.0.2",
+            "--ssdp",
+            "false",
+            "--web",
+            "gui",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the simulated GX's web page");
     let serial = net
         .command("mosquitto_sub")
-        .args(["-h", "127.0.0.2", "-t", "N/+/system/0/Serial", "-C", "1", "-W", "10"])
+        .args([
+            "-h",
+            "127.0.0.2",
+            "-t",
+            "N/+/system/0/Serial",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
         .output()
         .expect("mosquitto_sub (package mosquitto-clients)");
-    assert!(!serial.stdout.is_empty(), "the simulated GX did not publish its Serial");
-    let adoption = json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
+    assert!(
+        !serial.stdout.is_empty(),
+        "the simulated GX did not publish its Serial"
+    );
+    let adoption =
+        json!({"portal_id": "c0619ab0d0e1", "host": "127.0.0.2", "port": 1883, "tls": false});
     std::fs::write(data.join("discovery.json"), adoption.to_string()).unwrap();
 
     let mut command = net.command(BIN);
     command
-        .args(["run", "--ha-broker", "127.0.0.1:1883", "--scan", "false", "--time-scale", &SCALE.to_string()])
+        .args([
+            "run",
+            "--ha-broker",
+            "127.0.0.1:1883",
+            "--scan",
+            "false",
+            "--time-scale",
+            &SCALE.to_string(),
+        ])
         .arg("--data-dir")
         .arg(&data)
         .env("ROAMCORE_HEALTH_FILE", dir.path().join("health.json"));
     let mut daemon = Addon::spawn(command);
     let connected = daemon.wait_line("status=connected", Duration::from_secs(30));
-    assert!(connected, "the bridge did not connect to the adopted GX:\n{}", daemon.log());
+    assert!(
+        connected,
+        "the bridge did not connect to the adopted GX:\n{}",
+        daemon.log()
+    );
 
     let mark = daemon.lines.lock().unwrap().len();
     kill(&mut sim);
@@ -645,7 +882,9 @@ fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
 #[ignore = "bug: after discovery, a GX outage flips the status three times per retry"]
 fn gx_outage_after_discovery_log_lines() {
     const MAX_LINES: usize = 10;
-    let Some(lines) = mqtt_off_after_discovery("flap") else { return };
+    let Some(lines) = mqtt_off_after_discovery("flap") else {
+        return;
+    };
     let changes = lines.iter().filter(|line| line.contains("status=")).count();
     assert!(
         lines.len() <= MAX_LINES,
@@ -661,9 +900,17 @@ fn gx_outage_after_discovery_log_lines() {
 #[test]
 #[ignore = "bug: the adopted GX switching MQTT off is never reported as mqtt_disabled"]
 fn mqtt_off_after_discovery_reported() {
-    let Some(lines) = mqtt_off_after_discovery("mqtt") else { return };
-    let reported = lines.iter().any(|line| line.contains("status=mqtt_disabled"));
-    assert!(reported, "no mqtt_disabled in ten minutes with MQTT off:\n{}", lines.join("\n"));
+    let Some(lines) = mqtt_off_after_discovery("mqtt") else {
+        return;
+    };
+    let reported = lines
+        .iter()
+        .any(|line| line.contains("status=mqtt_disabled"));
+    assert!(
+        reported,
+        "no mqtt_disabled in ten minutes with MQTT off:\n{}",
+        lines.join("\n")
+    );
 }
 
 /// The owner installed the add-on but not the Mosquitto broker add-on: the Supervisor
@@ -675,7 +922,10 @@ fn mqtt_off_after_discovery_reported() {
 fn mqtt_service_missing_log_lines() {
     let supervisor = FakeServer::start(
         Arc::new(|call: &Call| match call.path.as_str() {
-            "/services/mqtt" => Reply::json(400, json!({"result": "error", "message": "Service not enabled"})),
+            "/services/mqtt" => Reply::json(
+                400,
+                json!({"result": "error", "message": "Service not enabled"}),
+            ),
             _ => Reply::json(404, json!({"result": "error", "message": "not found"})),
         }),
         None,
@@ -686,8 +936,19 @@ fn mqtt_service_missing_log_lines() {
     std::thread::sleep(Duration::from_secs(130));
     addon.stop();
 
-    let requests = supervisor.calls().iter().filter(|call| call.path == "/services/mqtt").count();
+    let requests = supervisor
+        .calls()
+        .iter()
+        .filter(|call| call.path == "/services/mqtt")
+        .count();
     let warnings = addon.count("waiting for Home Assistant's MQTT broker");
-    assert!(requests >= 3, "only {requests} requests for the MQTT service");
-    assert!(warnings <= 1, "{warnings} warnings in 130 s, expected the first one only:\n{}", addon.log());
+    assert!(
+        requests >= 3,
+        "only {requests} requests for the MQTT service"
+    );
+    assert!(
+        warnings <= 1,
+        "{warnings} warnings in 130 s, expected the first one only:\n{}",
+        addon.log()
+    );
 }
