@@ -197,8 +197,8 @@ fn wait_notification(supervisor: &FakeServer, path: &str, id: &str, timeout: Dur
 
 /// Starts `roamcore-victron simulate` against `broker`, with Venus OS timers at the
 /// add-on's time scale of 10.
-fn simulator(broker: &Mosquitto) -> Child {
-    Command::new(BIN)
+fn simulator(broker: &Mosquitto) -> Running {
+    let child = Command::new(BIN)
         .args([
             "simulate",
             "--broker",
@@ -209,7 +209,8 @@ fn simulator(broker: &Mosquitto) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start roamcore-victron simulate")
+        .expect("start roamcore-victron simulate");
+    Running(child)
 }
 
 /// Home Assistant keeps a persistent notification until it is dismissed or Core
@@ -255,8 +256,7 @@ fn notice_dismissed_after_restart() {
         Duration::from_secs(10),
     );
     second.stop();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    kill(&mut sim);
     assert!(
         connected,
         "the second run did not connect:\n{}",
@@ -392,8 +392,7 @@ fn wrong_portal_notice_wording() {
     let id = "roamcore_victron_config_error";
     let created = wait_notification(&supervisor, CREATE, id, Duration::from_secs(30));
     addon.stop();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    kill(&mut sim);
     assert!(
         created,
         "no config_error notification: {:?}\n{}",
@@ -456,7 +455,7 @@ impl LoopbackNet {
         name: &str,
         address: &str,
         login: Option<(&str, &str)>,
-    ) -> Child {
+    ) -> Running {
         use std::os::unix::fs::PermissionsExt;
         // Lets Mosquitto read its files after it switches from root to its own user.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -495,6 +494,7 @@ impl LoopbackNet {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start mosquitto in the namespace");
+        let child = Running(child);
 
         let deadline = Instant::now() + Duration::from_secs(10);
         while !std::fs::read_to_string(&log)
@@ -520,10 +520,20 @@ impl Drop for LoopbackNet {
     }
 }
 
+/// A child process started by a test, killed when dropped, so that a failed assert
+/// leaves no broker or simulator behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        kill(self);
+    }
+}
+
 /// Stops a child process started by a test.
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn kill(process: &mut Running) {
+    let _ = process.0.kill();
+    let _ = process.0.wait();
 }
 
 /// The GX the bridge found by discovery (adopted, scan off: only its last address is
@@ -543,19 +553,20 @@ fn gx_gets_password_after_discovery() {
     std::fs::create_dir(&data).unwrap();
     let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
     let mut gx = net.mosquitto(dir.path(), "gx-open", "127.0.0.2", None);
-    let mut sim = net
-        .command(BIN)
-        .args([
-            "simulate",
-            "--broker",
-            "127.0.0.2:1883",
-            "--time-scale",
-            &SCALE.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulated GX");
+    let mut sim = Running(
+        net.command(BIN)
+            .args([
+                "simulate",
+                "--broker",
+                "127.0.0.2:1883",
+                "--time-scale",
+                &SCALE.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulated GX"),
+    );
     let serial = net
         .command("mosquitto_sub")
         .args([
@@ -688,19 +699,20 @@ fn adopted_gx_late(tag: &str, broker_early: bool) {
     if gx.is_none() {
         gx = Some(net.mosquitto(dir.path(), "gx", "127.0.0.2", None));
     }
-    let mut sim = net
-        .command(BIN)
-        .args([
-            "simulate",
-            "--broker",
-            "127.0.0.2:1883",
-            "--time-scale",
-            &SCALE.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulated GX");
+    let mut sim = Running(
+        net.command(BIN)
+            .args([
+                "simulate",
+                "--broker",
+                "127.0.0.2:1883",
+                "--time-scale",
+                &SCALE.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulated GX"),
+    );
     let up = Instant::now();
     // 60 production seconds, plus start-up work the time scale does not shorten.
     let limit = Duration::from_secs(60).div_f64(SCALE) + Duration::from_millis(1500);
@@ -791,34 +803,36 @@ fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
     std::fs::create_dir(&data).unwrap();
     let mut ha = net.mosquitto(dir.path(), "ha", "127.0.0.1", None);
     let mut gx = net.mosquitto(dir.path(), "gx", "127.0.0.2", None);
-    let mut sim = net
-        .command(BIN)
-        .args([
-            "simulate",
-            "--broker",
-            "127.0.0.2:1883",
-            "--time-scale",
-            &SCALE.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulated GX");
-    let mut web = net
-        .command(BIN)
-        .args([
-            "sim-lan",
-            "--bind",
-            "127.0.0.2",
-            "--ssdp",
-            "false",
-            "--web",
-            "gui",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the simulated GX's web page");
+    let mut sim = Running(
+        net.command(BIN)
+            .args([
+                "simulate",
+                "--broker",
+                "127.0.0.2:1883",
+                "--time-scale",
+                &SCALE.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulated GX"),
+    );
+    let mut web = Running(
+        net.command(BIN)
+            .args([
+                "sim-lan",
+                "--bind",
+                "127.0.0.2",
+                "--ssdp",
+                "false",
+                "--web",
+                "gui",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the simulated GX's web page"),
+    );
     let serial = net
         .command("mosquitto_sub")
         .args([
