@@ -12,6 +12,7 @@ mod bad_input;
 mod break_user;
 mod break_model;
 mod break_round2_data;
+mod break_round2_ops;
 mod captures;
 mod docs;
 mod engine_tick;
