@@ -217,7 +217,8 @@ fn due_at(slot: &Slot) -> Option<Instant> {
 /// True when `new` differs from `old` by more than the deadband (or changes kind).
 fn significant(rule: &Rule, old: &State, new: &State) -> bool {
     match (rule, old, new) {
-        (Rule::Numeric { deadband, .. }, State::Number(a), State::Number(b)) => (a - b).abs() >= *deadband,
+        // The epsilon keeps a step of exactly one deadband (0.06 - 0.05 kWh) significant.
+        (Rule::Numeric { deadband, .. }, State::Number(a), State::Number(b)) => (a - b).abs() >= *deadband * (1.0 - 1e-9),
         (Rule::Location { metres, .. }, State::Location(a), State::Location(b)) => {
             distance_metres(a.latitude, a.longitude, b.latitude, b.longitude) >= *metres
         }
@@ -276,6 +277,15 @@ mod tests {
         assert_eq!(t.offer(0, State::Number(101.0), t0 + secs(10)), None);
         assert_eq!(t.next_deadline(), Some(t0 + MAX_AGE));
         assert_eq!(t.due(t0 + MAX_AGE), vec![(0, State::Number(101.0))]);
+    }
+
+    #[test]
+    fn step_of_one_deadband_is_significant() {
+        let mut t = throttle(ThrottleClass::Energy);
+        let t0 = Instant::now();
+        t.offer(0, State::Number(0.05), t0);
+        // 0.06 - 0.05 is 0.009999999999999995 in binary floating point.
+        assert_eq!(t.offer(0, State::Number(0.06), t0 + secs(61)), Some(State::Number(0.06)));
     }
 
     #[test]

@@ -84,7 +84,10 @@ fn source_text(def: &EntityDef) -> String {
             paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" or ")
         ),
         Source::RolePhases(role, pattern) => format!("{}: `{}`, L1+L2+L3", role_text(role), pattern.replace("{}", "L*")),
-        Source::SumAll(kind, path) => format!("sum over every `{}`: `{path}`", kind.as_str()),
+        Source::SumAll(kinds, path) => {
+            let kinds: Vec<String> = kinds.iter().map(|kind| format!("`{}`", kind.as_str())).collect();
+            format!("sum over every {}: `{path}`", kinds.join(" and "))
+        }
         Source::Device(path) => format!("the device: `{path}`"),
         Source::Derived(derived) => format!("derived ({})", serde_json::to_value(derived).unwrap_or_default().as_str().unwrap_or("")),
     }

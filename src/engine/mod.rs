@@ -267,7 +267,10 @@ impl Engine {
             self.republish_all();
         }
 
-        if now.duration_since(self.last_save) >= Duration::from_secs(60) || self.model.registry.is_dirty() && now.duration_since(self.last_save) >= Duration::from_secs(5) {
+        // New or changed entities are saved within 5 s, counter readings once a minute (a
+        // restart after a power cut continues from a value at most that old).
+        let periodic = Duration::from_secs_f64(60.0 * self.timings.throttle_scale);
+        if now.duration_since(self.last_save) >= periodic || self.model.registry.is_dirty() && now.duration_since(self.last_save) >= Duration::from_secs(5) {
             self.model.registry.save();
             self.last_save = now;
         }

@@ -16,6 +16,11 @@ use super::spec::{
     ThrottleClass as T, Transform,
 };
 
+/// Services with an MPPT of their own whose PV yield counts as solar: solar chargers, and
+/// Multi RS Solar units (`multi`), which publish `Yield/User` and `History/Daily/0/Yield`
+/// like a charger (venus-docker `multirs` simulation).
+const SOLAR_YIELD: &[ServiceKind] = &[ServiceKind::SolarCharger, ServiceKind::Multi];
+
 const fn entity(key: &'static str, component: Component, name: &'static str, source: Source) -> EntityDef {
     EntityDef {
         key,
@@ -181,12 +186,12 @@ pub static CATALOGUE: &[EntityDef] = &[
     per_device(measured("battery_{slot}_current", "{name} current", Source::Device("Dc/0/Current"), "A", Some("current"), 1, T::Current), Family::ExtraBattery),
     // Solar.
     note(
-        energy("solar_yield_today", "Solar yield today", Source::SumAll(ServiceKind::SolarCharger, "History/Daily/0/Yield")),
-        "Sum over all solar chargers; resets at midnight (GX time).",
+        energy("solar_yield_today", "Solar yield today", Source::SumAll(SOLAR_YIELD, "History/Daily/0/Yield")),
+        "Sum over all solar chargers and Multi RS Solar units; starts again each day.",
     ),
     note(
-        energy("solar_yield_total", "Solar yield total", Source::SumAll(ServiceKind::SolarCharger, "Yield/User")),
-        "Sum over all solar chargers.",
+        energy("solar_yield_total", "Solar yield total", Source::SumAll(SOLAR_YIELD, "Yield/User")),
+        "Sum over all solar chargers and Multi RS Solar units.",
     ),
     measured("solar_voltage", "Solar panel voltage", Source::RoleFirst(Role::MainSolar, &["Pv/V", "Pv/0/V"]), "V", Some("voltage"), 1, T::Voltage),
     enumerated("solar_charge_state", "Solar charge state", R(Role::MainSolar, "State"), &CHARGER_STATE),

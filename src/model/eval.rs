@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::derive;
 use super::gx_state::{Device, GxState};
 use super::paths::phase_paths;
-use super::spec::{EntityDef, Source, Transform};
+use super::spec::{EntityDef, ServiceKind, Source, Transform};
 use crate::gx::payload::GxValue;
 
 /// The GX's reported cap for time to go: 864000 s (240 h); systemcalc publishes
@@ -177,18 +177,16 @@ fn fetch<'a>(source: &Source, gx: &'a GxState, ctx: &Context<'a>) -> Option<Raw<
             raw
         }
         Source::RolePhases(role, pattern) => phases(gx.role(role), pattern),
-        Source::SumAll(kind, path) => {
+        Source::SumAll(kinds, path) => {
+            // A device that has no number (not reported yet, or null) is left out of the
+            // sum rather than freezing it; the counter guard sees the set of devices
+            // change and keeps the total continuous.
             let mut sum = 0.0;
             let mut any = false;
-            for device in gx.of_kind(kind) {
-                match device.value(path) {
-                    Some(GxValue::Number(n)) => {
-                        sum += n;
-                        any = true;
-                    }
-                    // A charger that has not reported yet, or reports null, would make the
-                    // total step down: hold the last total instead.
-                    _ => return None,
+            for device in sum_parts(gx, kinds, path) {
+                if let Some(GxValue::Number(n)) = device.value(path) {
+                    sum += n;
+                    any = true;
                 }
             }
             if any {
@@ -201,6 +199,14 @@ fn fetch<'a>(source: &Source, gx: &'a GxState, ctx: &Context<'a>) -> Option<Raw<
         Source::Derived(_) => Raw::Missing,
     };
     Some(raw)
+}
+
+/// The devices of `kinds` whose `path` holds a number: the parts of a sum.
+pub fn sum_parts<'a>(gx: &'a GxState, kinds: &'a [ServiceKind], path: &'a str) -> impl Iterator<Item = &'a Device> + 'a {
+    kinds
+        .iter()
+        .flat_map(move |kind| gx.of_kind(*kind))
+        .filter(move |device| matches!(device.value(path), Some(GxValue::Number(_))))
 }
 
 fn path_of<'a>(device: Option<&'a Device>, path: &str) -> Raw<'a> {

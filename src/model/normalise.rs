@@ -11,7 +11,7 @@ use super::capabilities;
 use super::catalogue::CATALOGUE;
 use super::enums::{slug_words, FLUID_TYPE, TEMPERATURE_TYPE};
 use super::eval::{self, Context, Eval, Problem, State};
-use super::gx_state::{is_alarm_path, DeviceId, GxState, Stored};
+use super::gx_state::{is_alarm_path, Device, DeviceId, GxState, Stored};
 use super::paths::{source_paths, PathId, PathTable};
 use super::registry::{expand_key, Binding, EntityId, Registry};
 use super::spec::{Derived, EntityDef, Family, Role, ServiceKind, Source, StateClass, Transform};
@@ -40,6 +40,15 @@ pub struct Changes {
     /// The capability list changed.
     pub capabilities: bool,
     pub problems: Vec<Problem>,
+}
+
+/// Names a counter's device: service and instance, plus the serial number when the device
+/// publishes one, so a unit swapped in on the same port counts as another source.
+fn counter_label(device: &Device) -> String {
+    match device.text("Serial").map(str::trim).filter(|s| !s.is_empty()) {
+        Some(serial) => format!("{}#{serial}", device.id.label()),
+        None => device.id.label(),
+    }
 }
 
 impl Changes {
@@ -338,10 +347,12 @@ impl Normaliser {
                     let hold = self.counter_hold;
                     let entity = self.registry.get_mut(id);
                     let guard = entity.counter.get_or_insert_with(Default::default);
-                    let before = (guard.source.clone(), guard.offset);
+                    let before = guard.clone();
                     let adjusted = guard.adjust(raw, &source, daily, now as f64, hold);
-                    if (guard.source.clone(), guard.offset) != before {
+                    if guard.structure_differs(&before) {
                         self.registry.mark_dirty();
+                    } else if *guard != before {
+                        self.registry.mark_counter_moved();
                     }
                     match adjusted {
                         Some(value) => Eval::Value(State::Number(value)),
@@ -366,13 +377,14 @@ impl Normaliser {
     /// (or the set of summed devices) changes.
     fn counter_source(&self, def: &EntityDef, device: Option<&DeviceId>) -> String {
         match def.source {
-            Source::SumAll(kind, _) => {
-                self.gx.of_kind(kind).map(|d| d.id.label()).collect::<Vec<_>>().join("+")
-            }
+            Source::SumAll(kinds, path) => eval::sum_parts(&self.gx, kinds, path)
+                .map(counter_label)
+                .collect::<Vec<_>>()
+                .join("+"),
             Source::Role(role, _) | Source::RoleFirst(role, _) | Source::RolePhases(role, _) => {
-                self.gx.role(role).map(|d| d.id.label()).unwrap_or_default()
+                self.gx.role(role).map(counter_label).unwrap_or_default()
             }
-            Source::Device(_) => device.map(DeviceId::label).unwrap_or_default(),
+            Source::Device(_) => device.and_then(|d| self.gx.device(d)).map(counter_label).unwrap_or_default(),
             _ => "system".to_string(),
         }
     }

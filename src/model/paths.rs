@@ -15,6 +15,11 @@ pub type PathId = u16;
 /// Paths read for naming, classifying devices and resolving roles.
 const METADATA: &[(ServiceKind, &str)] = &[
     (ServiceKind::System, "Serial"),
+    // A device's serial number tells a replacement on the same port (same instance) apart,
+    // so its lifetime counters are not added to the energy totals.
+    (ServiceKind::Battery, "Serial"),
+    (ServiceKind::SolarCharger, "Serial"),
+    (ServiceKind::Multi, "Serial"),
     (ServiceKind::System, "ActiveBatteryService"),
     (ServiceKind::System, "VebusInstance"),
     (ServiceKind::System, "FirmwareVersion"),
@@ -112,7 +117,7 @@ pub fn source_paths(source: &Source) -> Vec<(ServiceKind, &'static str)> {
             .iter()
             .flat_map(|k| phase_paths(pattern).into_iter().map(move |p| (*k, p)))
             .collect(),
-        Source::SumAll(kind, path) => vec![(kind, path)],
+        Source::SumAll(kinds, path) => kinds.iter().map(|kind| (*kind, path)).collect(),
         Source::Device(path) => vec![
             (ServiceKind::Battery, path),
             (ServiceKind::Tank, path),

@@ -124,6 +124,8 @@ pub struct Registry {
     pub stored: StoredEntities,
     path: Option<PathBuf>,
     dirty: bool,
+    /// Only counters' latest readings changed: worth a save, but not at once.
+    counters_moved: bool,
     save_failing: bool,
 }
 
@@ -148,6 +150,7 @@ impl Registry {
             stored,
             path,
             dirty: false,
+            counters_moved: false,
             save_failing: false,
         };
 
@@ -162,7 +165,7 @@ impl Registry {
                 ever_valued: ever,
                 eval: Eval::Unavailable,
                 last_seen,
-                counter: registry.stored.entities.get(def.key).and_then(|s| s.counter.clone()),
+                counter: registry.stored.entities.get(def.key).and_then(|s| s.counter.clone()).map(CounterGuard::restored),
             });
         }
 
@@ -188,7 +191,7 @@ impl Registry {
                 ever_valued: stored.ever_valued,
                 eval: Eval::Unavailable,
                 last_seen: stored.last_seen,
-                counter: stored.counter.clone(),
+                counter: stored.counter.clone().map(CounterGuard::restored),
             });
         }
         registry
@@ -336,7 +339,7 @@ impl Registry {
 
     /// Writes `entities.json` if anything changed since the last save, returning the error.
     pub fn try_save(&mut self) -> std::io::Result<()> {
-        if !self.dirty {
+        if !self.dirty && !self.counters_moved {
             return Ok(());
         }
         for entity in &self.entities {
@@ -362,9 +365,11 @@ impl Registry {
                 self.save_failing = false;
             }
             self.dirty = false;
+            self.counters_moved = false;
             Ok(())
         } else {
             self.dirty = false;
+            self.counters_moved = false;
             Ok(())
         }
     }
@@ -415,6 +420,11 @@ impl Registry {
 
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
+    }
+
+    /// Notes that a counter's reading changed; saved with the next periodic save.
+    pub fn mark_counter_moved(&mut self) {
+        self.counters_moved = true;
     }
 }
 

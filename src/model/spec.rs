@@ -151,7 +151,7 @@ pub enum Source {
     RolePhases(Role, &'static str),
     /// The sum of a path over every device of a kind. While any present device has no
     /// value, the sum is held (never a partial sum).
-    SumAll(ServiceKind, &'static str),
+    SumAll(&'static [ServiceKind], &'static str),
     /// A path of the device a per-device entity is bound to.
     Device(&'static str),
     /// A computation that needs several inputs; see `model::derive`.

@@ -120,9 +120,14 @@ fn expected(truth: &Truth) -> BTreeMap<String, Value> {
     }
 
     let chargers = instances(truth, "solarcharger");
+    // Solar yield: every solar charger and Multi RS Solar that reports a number.
+    let mppts: Vec<String> = ["solarcharger", "multi"]
+        .iter()
+        .flat_map(|service| instances(truth, service).into_iter().map(move |i| format!("{service}/{i}")))
+        .collect();
     let sum = |path: &str| -> Option<Value> {
-        let values: Vec<Option<f64>> = chargers.iter().map(|c| number(truth, &format!("solarcharger/{c}/{path}"))).collect();
-        (!values.is_empty() && values.iter().all(Option::is_some)).then(|| json!(values.iter().flatten().sum::<f64>()))
+        let values: Vec<f64> = mppts.iter().filter_map(|m| number(truth, &format!("{m}/{path}"))).collect();
+        (!values.is_empty()).then(|| json!(values.iter().sum::<f64>()))
     };
     put("solar_yield_today", sum("History/Daily/0/Yield"));
     put("solar_yield_total", sum("Yield/User"));
