@@ -284,7 +284,6 @@ async fn same_port_charger_swap_adds_nothing() {
 /// has never published with a value. The documented rule makes such an entity
 /// unavailable or keeps it out of discovery, so it must not appear in state unknown.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a generator service with a null State adds generator_running in state unknown"]
 async fn generator_null_state_unavailable() {
     let rig = start_with(RigOptions::default()).await;
     rig.wait_consistent(Duration::from_secs(20))
