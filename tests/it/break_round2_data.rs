@@ -715,7 +715,6 @@ async fn stored_drop_start_not_reused() {
 /// float, a state the charger left six minutes ago, either: no state may be older than
 /// 5 minutes while the GX reports something else.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: an enum that alternates between two other states keeps its old state for good"]
 async fn enum_flicker_not_stale() {
     let rig = start_throttled(10.0).await;
     let key = "solar_charge_state";
