@@ -86,6 +86,10 @@ impl Entity {
 pub struct SlotEntry {
     pub identity: String,
     pub slot: u32,
+    /// The device's custom name when it last had the slot, empty without one. A new
+    /// device with the same name takes this slot before any other free one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -279,32 +283,48 @@ impl Registry {
         first
     }
 
-    /// Returns the slot of `identity` in `group`, assigning one if needed. `reuse` allows taking a
-    /// slot whose device is not present (a replaced tank sender keeps the entity ids);
-    /// slots start at `first`.
-    pub fn slot(&mut self, group: &str, identity: &str, first: u32, present: &dyn Fn(&str) -> bool, reuse: bool) -> u32 {
+    /// Returns the slot of `identity` in `group`, assigning one if needed, and records the
+    /// device's custom `name` (empty without one) with it. `reuse` allows taking a slot
+    /// whose device is not present, so a replaced tank sender keeps the entity ids. Among
+    /// those free slots, one last held by a device of the same name comes first (a new GX
+    /// may number the same senders in another order), then the lowest. Slots start at
+    /// `first`.
+    pub fn slot(
+        &mut self,
+        group: &str,
+        identity: &str,
+        name: &str,
+        first: u32,
+        present: &dyn Fn(&str) -> bool,
+        reuse: bool,
+    ) -> u32 {
         let entries = self.stored.slots.entry(group.to_string()).or_default();
-        if let Some(entry) = entries.iter().find(|e| e.identity == identity) {
+        if let Some(entry) = entries.iter_mut().find(|e| e.identity == identity) {
+            if !name.is_empty() && entry.name != name {
+                entry.name = name.to_string();
+                self.dirty = true;
+            }
             return entry.slot;
         }
 
         let reusable = if reuse {
             let mut free: Vec<&mut SlotEntry> =
                 entries.iter_mut().filter(|e| !present(&e.identity)).collect();
-            free.sort_by_key(|e| e.slot);
+            free.sort_by_key(|e| (name.is_empty() || e.name != name, e.slot));
             free.into_iter().next()
         } else {
             None
         };
         let slot = match reusable {
             Some(entry) => {
-                tracing::info!(group, slot = entry.slot, old = %entry.identity, new = identity, "device takes over the slot of a device that is gone");
+                tracing::info!(group, slot = entry.slot, old = %entry.identity, new = identity, name, "device takes over the slot of a device that is gone");
                 entry.identity = identity.to_string();
+                entry.name = name.to_string();
                 entry.slot
             }
             None => {
                 let slot = entries.iter().map(|e| e.slot + 1).max().unwrap_or(first).max(first);
-                entries.push(SlotEntry { identity: identity.to_string(), slot });
+                entries.push(SlotEntry { identity: identity.to_string(), slot, name: name.to_string() });
                 slot
             }
         };
@@ -454,14 +474,54 @@ mod tests {
         let mut registry = Registry::open(None);
         let none_present = |_: &str| false;
         let all_present = |_: &str| true;
-        assert_eq!(registry.slot("tank:fresh_water", "tank/20", 1, &all_present, true), 1);
-        assert_eq!(registry.slot("tank:fresh_water", "tank/21", 1, &all_present, true), 2);
-        assert_eq!(registry.slot("tank:fresh_water", "tank/20", 1, &all_present, true), 1);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/20", "", 1, &all_present, true), 1);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/21", "", 1, &all_present, true), 2);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/20", "", 1, &all_present, true), 1);
         // tank/20 is gone and a new sender appears: it takes slot 1.
         let only_21 = |identity: &str| identity == "tank/21";
-        assert_eq!(registry.slot("tank:fresh_water", "tank/30", 1, &only_21, true), 1);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/30", "", 1, &only_21, true), 1);
         // Without reuse, a new number.
-        assert_eq!(registry.slot("tank:fresh_water", "tank/31", 1, &none_present, false), 3);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/31", "", 1, &none_present, false), 3);
+    }
+
+    #[test]
+    fn free_slot_with_same_name_first() {
+        let mut registry = Registry::open(None);
+        let group = "tank:fresh_water";
+        let all_present = |_: &str| true;
+        assert_eq!(registry.slot(group, "tank/20", "Fresh Bow", 1, &all_present, true), 1);
+        assert_eq!(registry.slot(group, "tank/25", "Fresh Aft", 1, &all_present, true), 2);
+
+        // A new GX numbers the senders the other way round: each keeps its slot by name.
+        let new_gx = |identity: &str| identity == "tank/30" || identity == "tank/31";
+        assert_eq!(registry.slot(group, "tank/30", "Fresh Aft", 1, &new_gx, true), 2);
+        assert_eq!(registry.slot(group, "tank/31", "Fresh Bow", 1, &new_gx, true), 1);
+    }
+
+    #[test]
+    fn unnamed_device_takes_lowest_free_slot() {
+        let mut registry = Registry::open(None);
+        let group = "tank:fresh_water";
+        let all_present = |_: &str| true;
+        assert_eq!(registry.slot(group, "tank/20", "Fresh Bow", 1, &all_present, true), 1);
+        assert_eq!(registry.slot(group, "tank/25", "", 1, &all_present, true), 2);
+
+        let new_gx = |identity: &str| identity == "tank/30" || identity == "tank/31";
+        assert_eq!(registry.slot(group, "tank/30", "", 1, &new_gx, true), 1);
+        assert_eq!(registry.slot(group, "tank/31", "Fresh Aft", 1, &new_gx, true), 2);
+    }
+
+    #[test]
+    fn slot_name_follows_rename() {
+        let mut registry = Registry::open(None);
+        let group = "tank:fresh_water";
+        let all_present = |_: &str| true;
+        assert_eq!(registry.slot(group, "tank/20", "", 1, &all_present, true), 1);
+        assert_eq!(registry.slot(group, "tank/21", "", 1, &all_present, true), 2);
+        assert_eq!(registry.slot(group, "tank/21", "Fresh Aft", 1, &all_present, true), 2);
+
+        let none_present = |_: &str| false;
+        assert_eq!(registry.slot(group, "tank/30", "Fresh Aft", 1, &none_present, true), 2);
     }
 
     #[test]

@@ -592,7 +592,6 @@ async fn set_fresh_tank(
 /// bridge stored both names), or Home Assistant's history of one tank continues with the
 /// other tank's levels.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: after a GX swap two tanks of one fluid take each other's entities by instance order"]
 async fn gx_swap_keeps_tank_identity() {
     use roamcore_victron::sim::{capture::Capture, SimConfig, Simulator};
 
