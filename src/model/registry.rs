@@ -118,6 +118,12 @@ pub struct StoredEntities {
     /// key -> component.
     #[serde(default)]
     pub removed: BTreeMap<String, String>,
+    /// Counter guards of forgotten entities, by entity key. A counter the GX still has
+    /// comes back under the same key and continues from its last published value instead
+    /// of stepping down to the raw reading.
+    /// NOTE: nothing removes the guard of a key that never returns (one small entry each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, CounterGuard>,
 }
 
 pub const STORE_FILE: &str = "entities.json";
@@ -166,7 +172,7 @@ impl Registry {
                 ever_valued: ever,
                 eval: Eval::Unavailable,
                 last_seen,
-                counter: registry.stored.entities.get(def.key).and_then(|s| s.counter.clone()),
+                counter: registry.stored_counter(def.key),
             });
         }
 
@@ -196,6 +202,15 @@ impl Registry {
             });
         }
         registry
+    }
+
+    /// Returns the stored counter guard of `key`, from its entity or, once forgotten, from
+    /// the guards kept for forgotten entities.
+    fn stored_counter(&self, key: &str) -> Option<CounterGuard> {
+        match self.stored.entities.get(key).and_then(|s| s.counter.clone()) {
+            Some(counter) => Some(counter),
+            None => self.stored.counters.get(key).cloned(),
+        }
     }
 
     fn push(&mut self, entity: Entity) -> EntityId {
@@ -241,6 +256,7 @@ impl Registry {
             return id;
         }
         self.dirty = true;
+        let counter = self.stored.counters.get(key).cloned();
         self.push(Entity {
             key: key.to_string(),
             def: row,
@@ -249,7 +265,7 @@ impl Registry {
             ever_valued: false,
             eval: Eval::Unavailable,
             last_seen: 0,
-            counter: None,
+            counter,
         })
     }
 
@@ -373,6 +389,7 @@ impl Registry {
                     counter: entity.counter.clone(),
                 },
             );
+            self.stored.counters.remove(&entity.key);
         }
         self.stored.version = 1;
         if let Some(path) = &self.path {
@@ -393,7 +410,8 @@ impl Registry {
     /// leave the discovery message (a removal is published once) and the data directory,
     /// and come back only if their source reappears. Always-present and diagnostic
     /// entities stay. Entity ids stay valid (the entry remains, marked as never valued).
-    /// Returns the forgotten keys.
+    /// A forgotten counter's guard is kept by key, so a counter that comes back continues
+    /// from its last published value. Returns the forgotten keys.
     pub fn forget_before(&mut self, cutoff: u64) -> Vec<String> {
         let mut forgotten = Vec::new();
         for entity in &mut self.entities {
@@ -406,6 +424,9 @@ impl Registry {
             entity.last_seen = 0;
             entity.eval = Eval::Unavailable;
             self.stored.entities.remove(&entity.key);
+            if let Some(counter) = &entity.counter {
+                self.stored.counters.insert(entity.key.clone(), counter.clone());
+            }
             self.stored.removed.insert(entity.key.clone(), entity.def.component.as_str().to_string());
             forgotten.push(entity.key.clone());
         }
@@ -522,6 +543,57 @@ mod tests {
 
         let none_present = |_: &str| false;
         assert_eq!(registry.slot(group, "tank/30", "Fresh Aft", 1, &none_present, true), 2);
+    }
+
+    #[test]
+    fn forgotten_counter_keeps_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "battery_charged_energy";
+        let guard = CounterGuard {
+            published: Some(226.67),
+            raw: 0.6,
+            offset: 226.07,
+            source: "battery/275".into(),
+            drop_since: None,
+        };
+        let mut registry = Registry::open(Some(dir.path()));
+        let id = registry.by_key(key).unwrap();
+        registry.mark_valued(id, 1_000_000);
+        registry.get_mut(id).counter = Some(guard.clone());
+        registry.save();
+
+        let mut registry = Registry::open(Some(dir.path()));
+        assert_eq!(registry.forget_before(2_000_000), vec![key.to_string()]);
+        registry.try_save().unwrap();
+
+        // Forgotten: out of discovery, but the guard is still there for the next value.
+        let mut registry = Registry::open(Some(dir.path()));
+        let id = registry.by_key(key).unwrap();
+        assert!(!registry.get(id).in_discovery());
+        assert_eq!(registry.get(id).counter.as_ref(), Some(&guard));
+        assert_eq!(registry.stored.counters.get(key), Some(&guard));
+
+        // Valued again: the guard moves back to the entity's own entry.
+        registry.mark_valued(id, 3_000_000);
+        registry.try_save().unwrap();
+        assert!(registry.stored.counters.is_empty());
+        let reopened = Registry::open(Some(dir.path()));
+        let id = reopened.by_key(key).unwrap();
+        assert!(reopened.get(id).in_discovery());
+        assert_eq!(reopened.get(id).counter.as_ref(), Some(&guard));
+    }
+
+    #[test]
+    fn forgotten_device_counter_returns_on_bind() {
+        let mut registry = Registry::open(None);
+        let key = "tank_fresh_water_level";
+        let device = DeviceId::new(super::super::spec::ServiceKind::Tank, "21");
+        let guard = CounterGuard { published: Some(5.0), raw: 5.0, ..CounterGuard::default() };
+        registry.stored.counters.insert(key.to_string(), guard.clone());
+
+        let id = registry.bind(key, row("tank_{fluid}{slot}_level"), "Fresh water level", &device);
+        assert_eq!(registry.get(id).counter.as_ref(), Some(&guard));
+        assert!(!registry.get(id).in_discovery());
     }
 
     #[test]
