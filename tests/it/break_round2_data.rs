@@ -472,7 +472,6 @@ async fn dbus_mqtt_reboot_keeps_devices() {
 
 /// dbus-mqtt read strictly: batches of at most 50 messages, 1.5 s apart.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a paced dbus-mqtt republish outlasts the 10 s snapshot, so late devices are marked gone"]
 async fn dbus_mqtt_paced_reboot_keeps_devices() {
     dbus_mqtt_reboot(true).await;
 }
