@@ -20,6 +20,14 @@ pub struct Timings {
     /// How long to wait for `full_publish_completed` before treating the snapshot as
     /// complete anyway (dbus-mqtt never sends it; dbus-flashmq before Nov 2023 neither).
     pub gx_snapshot_fallback: Duration,
+    /// A full publish without `full_publish_completed` counts as complete once no topic new
+    /// to it has arrived for this long. dbus-mqtt sends its queue in batches at least 1.5 s
+    /// apart, so this leaves room for a late batch.
+    pub gx_publish_quiet: Duration,
+    /// Upper limit on how long such a full publish is waited for. dbus-mqtt v1.36 sends at
+    /// most 50 messages per batch and batches at least 1.5 s apart, about 33 messages/s,
+    /// so 300 s covers nearly 10,000 topics.
+    pub gx_publish_max: Duration,
     /// First and largest delay between full keepalives while the link is stale.
     pub gx_stale_retry: (Duration, Duration),
     /// How long to wait for the retained `N/+/system/0/Serial` after connecting.
@@ -55,6 +63,8 @@ impl Timings {
             gx_heartbeat_timeout: Duration::from_secs(10),
             gx_heartbeat_gap: Duration::from_millis(4500),
             gx_snapshot_fallback: Duration::from_secs(10),
+            gx_publish_quiet: Duration::from_secs(5),
+            gx_publish_max: Duration::from_secs(300),
             gx_stale_retry: (Duration::from_secs(5), Duration::from_secs(30)),
             gx_serial_wait: Duration::from_secs(10),
             mqtt_keep_alive: Duration::from_secs(15),
@@ -86,6 +96,9 @@ impl Timings {
             // The fallback must outlast a real full publish (2,600 messages, well under a
             // second on loopback), which does not get faster with the scale.
             gx_snapshot_fallback: s(standard.gx_snapshot_fallback).max(Duration::from_secs(1)),
+            // Gaps inside a full publish on loopback do not shrink with the scale either.
+            gx_publish_quiet: s(standard.gx_publish_quiet).max(Duration::from_secs(1)),
+            gx_publish_max: s(standard.gx_publish_max).max(Duration::from_secs(10)),
             gx_stale_retry: (s(standard.gx_stale_retry.0), s(standard.gx_stale_retry.1)),
             gx_serial_wait: s(standard.gx_serial_wait),
             mqtt_keep_alive: Duration::from_secs(s(standard.mqtt_keep_alive).as_secs().max(1)),

@@ -5,7 +5,8 @@
 //! larger than the deadband is published at most once per interval, a smaller one once it
 //! is five minutes old. The latest value is never dropped: a change that arrives inside an
 //! interval is delivered when the interval ends. Binary and enum states are debounced:
-//! published once they have held for a few seconds (shore power 10 s). Energy counters
+//! published once they have held for a few seconds (shore power 10 s), or at the latest
+//! once the published state has been contradicted for a minute. Energy counters
 //! reach the throttle already kept from stepping backwards (`model::counter`).
 //!
 //! Pure logic: time is passed in, nothing here does I/O.
@@ -22,8 +23,11 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 pub enum Rule {
     /// Numbers: interval and deadband in the entity's unit.
     Numeric { interval: Duration, deadband: f64 },
-    /// Discrete states: published once unchanged for `hold`.
-    Debounce { hold: Duration },
+    /// Discrete states: published once unchanged for `hold`. When the state keeps changing
+    /// between values other than the published one (a charger hunting between bulk and
+    /// absorption), the latest value is published once the published state has been
+    /// contradicted for `max_wait` without a break.
+    Debounce { hold: Duration, max_wait: Duration },
     /// Positions: interval, a deadband in metres, and a settle time. The GX sends latitude
     /// and longitude as two messages. A move is held for `settle` after its first half
     /// arrives, so Home Assistant never shows a point with only one coordinate new.
@@ -58,8 +62,8 @@ impl Policy {
             ThrottleClass::TankVolume => numeric(60.0, 1.0),
             ThrottleClass::Speed => numeric(10.0, 0.2),
             ThrottleClass::Count => numeric(30.0, 1.0),
-            ThrottleClass::Binary | ThrottleClass::State => Rule::Debounce { hold: s(3.0) },
-            ThrottleClass::ShorePower => Rule::Debounce { hold: s(10.0) },
+            ThrottleClass::Binary | ThrottleClass::State => Rule::Debounce { hold: s(3.0), max_wait: s(60.0) },
+            ThrottleClass::ShorePower => Rule::Debounce { hold: s(10.0), max_wait: s(60.0) },
             ThrottleClass::Location => Rule::Location { interval: s(30.0), metres: 25.0, settle: s(1.0) },
             ThrottleClass::Immediate => Rule::Immediate,
         };
@@ -77,6 +81,9 @@ struct Slot {
     published: Option<(State, Instant)>,
     /// Latest offered value not yet published, with the time it was first offered.
     pending: Option<(State, Instant)>,
+    /// Start of the current run of offers that all differ from the published state. Only
+    /// `Rule::Debounce` reads it.
+    contradicted_since: Option<Instant>,
 }
 
 /// Throttle state for a set of entities, indexed like the registry.
@@ -93,7 +100,12 @@ impl Throttle {
     /// Sets the policy of entity `index` (entities are added as the registry grows).
     pub fn set_policy(&mut self, index: usize, policy: Policy) {
         while self.slots.len() <= index {
-            self.slots.push(Slot { policy: Policy::immediate(), published: None, pending: None });
+            self.slots.push(Slot {
+                policy: Policy::immediate(),
+                published: None,
+                pending: None,
+                contradicted_since: None,
+            });
         }
         self.slots[index].policy = policy;
     }
@@ -108,6 +120,7 @@ impl Throttle {
 
         if state == last {
             slot.pending = None;
+            slot.contradicted_since = None;
             return None;
         }
 
@@ -119,6 +132,7 @@ impl Throttle {
                     _ => now,
                 };
                 slot.pending = Some((state, since));
+                slot.contradicted_since.get_or_insert(now);
                 self.release_if_due(index, now)
             }
             Rule::Numeric { interval, .. } => {
@@ -175,6 +189,7 @@ impl Throttle {
         for slot in &mut self.slots {
             slot.published = None;
             slot.pending = None;
+            slot.contradicted_since = None;
         }
     }
 
@@ -187,6 +202,7 @@ impl Throttle {
 fn publish(slot: &mut Slot, state: State, now: Instant) -> Option<State> {
     slot.published = Some((state.clone(), now));
     slot.pending = None;
+    slot.contradicted_since = None;
     Some(state)
 }
 
@@ -196,7 +212,13 @@ fn due_at(slot: &Slot) -> Option<Instant> {
     let (last, last_at) = slot.published.as_ref()?;
     match slot.policy.rule {
         Rule::Immediate => Some(*since),
-        Rule::Debounce { hold } => Some(*since + hold),
+        Rule::Debounce { hold, max_wait } => {
+            let hold_end = *since + hold;
+            match slot.contradicted_since {
+                Some(contradicted) => Some(hold_end.min(contradicted + max_wait)),
+                None => Some(hold_end),
+            }
+        }
         Rule::Numeric { interval, .. } => {
             if significant(&slot.policy.rule, last, pending) {
                 Some(*last_at + interval)
@@ -316,6 +338,66 @@ mod tests {
         assert_eq!(t.offer(0, State::Bool(false), t0 + secs(30)), None);
         assert_eq!(t.offer(0, State::Bool(false), t0 + secs(35)), None);
         assert_eq!(t.due(t0 + secs(40)), vec![(0, State::Bool(false))]);
+    }
+
+    /// Offers `states` in turn every 2 s from `start` for `steps` offers, calling `due` after
+    /// each, and returns every release with its time.
+    fn alternate(t: &mut Throttle, states: [State; 2], start: Instant, steps: u64) -> Vec<(Instant, State)> {
+        let mut released = Vec::new();
+        for step in 0..steps {
+            let now = start + secs(2 * step);
+            let state = states[(step % 2) as usize].clone();
+            released.extend(t.offer(0, state, now).map(|s| (now, s)));
+            released.extend(t.due(now).into_iter().map(|(_, s)| (now, s)));
+        }
+        released
+    }
+
+    #[test]
+    fn debounce_alternation_published_after_max_wait() {
+        let mut t = throttle(ThrottleClass::State);
+        let t0 = Instant::now();
+        let hunting = [State::Option("bulk"), State::Option("absorption")];
+        t.offer(0, State::Option("float"), t0);
+
+        // Neither state holds for 3 s, so only the 60 s maximum wait releases one.
+        let released = alternate(&mut t, hunting, t0 + secs(1), 40);
+        assert_eq!(released.len(), 1, "released {released:?}");
+        assert_eq!(released[0].0, t0 + secs(61));
+        assert_eq!(released[0].1, State::Option("bulk"));
+    }
+
+    #[test]
+    fn debounce_max_wait_deadline() {
+        let mut t = throttle(ThrottleClass::ShorePower);
+        let t0 = Instant::now();
+        t.offer(0, State::Bool(true), t0);
+        for step in 0..12u64 {
+            let now = t0 + secs(1 + 5 * step);
+            assert_eq!(t.offer(0, State::Unknown, now), None);
+            assert_eq!(t.offer(0, State::Bool(false), now + Duration::from_millis(500)), None);
+        }
+
+        // The last offer came at 56.5 s, so its 10 s hold ends after the 60 s maximum wait.
+        assert_eq!(t.next_deadline(), Some(t0 + secs(61)));
+        assert!(t.due(t0 + secs(60)).is_empty());
+        assert_eq!(t.due(t0 + secs(61)), vec![(0, State::Bool(false))]);
+    }
+
+    #[test]
+    fn debounce_published_state_restarts_max_wait() {
+        let mut t = throttle(ThrottleClass::State);
+        let t0 = Instant::now();
+        let hunting = [State::Option("bulk"), State::Option("absorption")];
+        t.offer(0, State::Option("float"), t0);
+        let released = alternate(&mut t, hunting.clone(), t0 + secs(1), 25);
+        assert!(released.is_empty(), "released {released:?}");
+
+        // The published state returns for a moment, so the 60 s count starts again.
+        assert_eq!(t.offer(0, State::Option("float"), t0 + secs(50)), None);
+        let released = alternate(&mut t, hunting, t0 + secs(51), 40);
+        assert_eq!(released.len(), 1, "released {released:?}");
+        assert_eq!(released[0].0, t0 + secs(111));
     }
 
     #[test]

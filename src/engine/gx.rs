@@ -145,7 +145,7 @@ impl Engine {
                 if portal.as_deref() != Some(p) {
                     return;
                 }
-                self.session.value(now);
+                self.session.value(topic, now);
                 let changes = self.model.ingest(service, instance, path, payload::parse(bytes), super::Engine::unix_now());
                 if service == "system" && path == "FirmwareVersion" {
                     self.update_firmware();

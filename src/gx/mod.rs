@@ -2,6 +2,7 @@
 //! link to the GX's broker.
 
 pub mod payload;
+pub mod republish;
 pub mod session;
 pub mod tls;
 pub mod topic;

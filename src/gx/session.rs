@@ -15,12 +15,17 @@
 //!   have expired, and a `suppress-republish` keepalive would revive it without a
 //!   republish, leaving values that changed in the gap wrong while looking fresh; so the
 //!   revival keepalive is always a full one.
+//! * Without the completion marker, values are shown 10 s after the keepalive. The
+//!   snapshot marks devices missing from it as gone, so it ends only once no new topic has
+//!   arrived for a few seconds (`republish`): dbus-mqtt's rate-limited queue can take
+//!   minutes to republish a large system.
 //!
 //! The I/O loop around this type feeds it events with the current time and performs the
 //! actions it returns.
 
 use std::time::{Duration, Instant};
 
+use super::republish::Republish;
 use crate::backoff::Backoff;
 use crate::clock::Timings;
 use crate::model::spec::ServiceKind;
@@ -76,6 +81,9 @@ pub struct Session {
     last_heartbeat: Option<Instant>,
     /// When the last value (any `N/<portal>/...` item) arrived.
     last_value: Option<Instant>,
+    /// The full publish requested by the keepalive that began the current snapshot, until
+    /// `Action::SnapshotEnd`. The phase may already be `Live` when it has no marker.
+    republish: Option<Republish>,
     stale_backoff: Backoff,
     token_counter: u64,
     token_prefix: String,
@@ -92,6 +100,7 @@ impl Session {
             last_keepalive: None,
             last_heartbeat: None,
             last_value: None,
+            republish: None,
             stale_backoff,
             token_counter: 0,
             token_prefix: format!("roamcore-{:08x}", rand::random::<u32>()),
@@ -127,6 +136,7 @@ impl Session {
         self.last_keepalive = None;
         self.last_heartbeat = None;
         self.last_value = None;
+        self.republish = None;
         self.stale_backoff.reset();
         vec![Action::Subscribe(vec![super::topic::SERIAL_FILTER.to_string()])]
     }
@@ -159,6 +169,7 @@ impl Session {
 
         self.phase = Phase::Snapshot { since: now, token: None };
         self.last_keepalive = Some(now);
+        self.republish = Some(Republish::new(now));
         vec![
             Action::Portal(portal.to_string()),
             Action::Subscribe(topics),
@@ -167,9 +178,12 @@ impl Session {
         ]
     }
 
-    /// A value message of our portal arrived.
-    pub fn value(&mut self, now: Instant) {
+    /// Records a value message of our portal on `topic`.
+    pub fn value(&mut self, topic: &str, now: Instant) {
         self.last_value = Some(now);
+        if let Some(republish) = &mut self.republish {
+            republish.message(topic, now);
+        }
     }
 
     /// `N/<portal>/heartbeat`: only dbus-flashmq sends it.
@@ -204,6 +218,7 @@ impl Session {
         let token = self.next_token();
         self.phase = Phase::Snapshot { since: now, token: Some(token.clone()) };
         self.last_keepalive = Some(now);
+        self.republish = Some(Republish::new(now));
         vec![Action::Keepalive(full_keepalive(&token))]
     }
 
@@ -217,18 +232,35 @@ impl Session {
             // Firmware that does not echo (before Venus 3.50), or our empty keepalive.
             _ => true,
         };
-        match &self.phase {
-            Phase::Snapshot { token, .. } if matches(token) => self.go_live(now),
-            Phase::Stale { token, .. } if matches(&Some(token.clone())) => self.go_live(now),
-            _ => Vec::new(),
+        let complete = match &self.phase {
+            Phase::Snapshot { token, .. } => matches(token),
+            Phase::Stale { token, .. } => matches(&Some(token.clone())),
+            _ => false,
+        };
+        if !complete {
+            return Vec::new();
         }
+        self.republish = None;
+        self.go_live(now)
     }
 
+    /// Shows values as live. The snapshot ends too, unless a full publish without a
+    /// completion marker is still bringing new topics; `tick` ends it later.
     fn go_live(&mut self, now: Instant) -> Vec<Action> {
         self.phase = Phase::Live;
         self.last_heartbeat = Some(now);
         self.stale_backoff.reset();
+        if self.republish_end().is_some_and(|end| end > now) {
+            return vec![Action::Online];
+        }
+        self.republish = None;
         vec![Action::SnapshotEnd, Action::Online]
+    }
+
+    /// When the full publish being tracked counts as complete.
+    fn republish_end(&self) -> Option<Instant> {
+        let republish = self.republish.as_ref()?;
+        Some(republish.ends_at(self.timings.gx_publish_quiet, self.timings.gx_publish_max))
     }
 
     /// Advances timers; call at least every second.
@@ -245,6 +277,8 @@ impl Session {
             let next_retry = now + self.stale_backoff.next_delay();
             self.phase = Phase::Stale { token: token.clone(), next_retry, heartbeat_back: None };
             self.last_keepalive = Some(now);
+            // The stale phase ends with its own snapshot, on the marker or the fallback.
+            self.republish = None;
             actions.push(Action::Offline("no heartbeat from the GX for 10 s"));
             actions.push(Action::SnapshotBegin);
             actions.push(Action::Keepalive(full_keepalive(&token)));
@@ -272,6 +306,7 @@ impl Session {
                         // showing entities as available with no data.
                         self.phase = Phase::Snapshot { since: now, token: token.clone() };
                         self.last_keepalive = Some(now);
+                        self.republish = Some(Republish::new(now));
                         let payload = match &token {
                             Some(token) => full_keepalive(token),
                             None => String::new(),
@@ -281,7 +316,12 @@ impl Session {
                     }
                 }
             }
-            Phase::Live => {}
+            Phase::Live => {
+                if self.republish_end().is_some_and(|end| end <= now) {
+                    self.republish = None;
+                    actions.push(Action::SnapshotEnd);
+                }
+            }
             Phase::Stale { token, next_retry, heartbeat_back } => {
                 if heartbeat_back.is_some_and(|at| now.duration_since(at) >= self.timings.gx_snapshot_fallback) {
                     // Heartbeats are back but the completion marker never came.
@@ -330,10 +370,13 @@ impl Session {
                     _ => Some(fallback),
                 }
             }
-            Phase::Live => match (self.firmware, self.last_heartbeat) {
-                (Firmware::FlashMq, Some(at)) => Some(at + self.timings.gx_heartbeat_timeout),
-                _ => None,
-            },
+            Phase::Live => {
+                let watchdog = match (self.firmware, self.last_heartbeat) {
+                    (Firmware::FlashMq, Some(at)) => Some(at + self.timings.gx_heartbeat_timeout),
+                    _ => None,
+                };
+                [watchdog, self.republish_end()].into_iter().flatten().min()
+            }
             Phase::Stale { next_retry, heartbeat_back, .. } => {
                 let back = heartbeat_back.map(|at| at + self.timings.gx_snapshot_fallback);
                 Some(back.map_or(*next_retry, |b| b.min(*next_retry)))
@@ -402,7 +445,7 @@ mod tests {
         let (mut s, t0) = session();
         s.connected(t0);
         s.serial("p", t0);
-        s.value(t0 + secs(1));
+        s.value("N/p/system/0/Serial", t0 + secs(1));
         let actions = s.tick(t0 + secs(10));
         assert!(actions.contains(&Action::Online), "timer stands in for the marker: {actions:?}");
         for n in 1..=6 {
@@ -410,6 +453,61 @@ mod tests {
             assert_eq!(keepalives(&actions), vec![""], "tick {n}");
         }
         assert!(s.is_live(), "no heartbeat watchdog without dbus-flashmq");
+    }
+
+    #[test]
+    fn paced_publish_ends_snapshot_when_new_topics_stop() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+
+        // 50 new topics every 2 s for 60 s, as a paced dbus-mqtt queue sends them.
+        let mut actions = Vec::new();
+        for ms in (0..=80_000u64).step_by(250) {
+            let now = t0 + Duration::from_millis(ms);
+            if ms % 2000 == 0 && ms <= 60_000 {
+                for n in 0..50 {
+                    s.value(&format!("N/p/battery/{ms}/Path{n}"), now);
+                }
+            }
+            actions.extend(s.tick(now).into_iter().map(|action| (ms, action)));
+        }
+
+        let online: Vec<u64> = actions.iter().filter(|(_, a)| *a == Action::Online).map(|(ms, _)| *ms).collect();
+        let ends: Vec<u64> = actions.iter().filter(|(_, a)| *a == Action::SnapshotEnd).map(|(ms, _)| *ms).collect();
+        assert_eq!(online, vec![10_000], "values shown at the fallback");
+        assert_eq!(ends, vec![65_000], "snapshot ends 5 s after the last new topic");
+    }
+
+    #[test]
+    fn paced_publish_deadline_is_quiet_end() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.value("N/p/battery/0/Soc", t0 + secs(9));
+        let actions = s.tick(t0 + secs(10));
+        assert_eq!(actions, vec![Action::Online]);
+
+        // Values on topics already seen do not delay the end.
+        s.value("N/p/battery/0/Soc", t0 + secs(12));
+        assert_eq!(s.next_deadline(), Some(t0 + secs(14)));
+        assert!(s.tick(t0 + secs(13)).is_empty());
+        assert_eq!(s.tick(t0 + secs(14)), vec![Action::SnapshotEnd]);
+        assert!(s.tick(t0 + secs(15)).is_empty(), "ended once");
+    }
+
+    #[test]
+    fn reconnect_drops_pending_snapshot_end() {
+        let (mut s, t0) = session();
+        s.connected(t0);
+        s.serial("p", t0);
+        s.value("N/p/battery/0/Soc", t0 + secs(9));
+        assert_eq!(s.tick(t0 + secs(10)), vec![Action::Online]);
+        s.disconnected();
+
+        // The new connection starts its own snapshot; the old one never ends on its own.
+        s.connected(t0 + secs(11));
+        assert!(s.tick(t0 + secs(20)).iter().all(|a| *a != Action::SnapshotEnd));
     }
 
     #[test]
@@ -560,7 +658,7 @@ mod tests {
         let actions = s.tick(t0 + secs(10));
         assert!(!actions.contains(&Action::Online), "{actions:?}");
         assert_eq!(keepalives(&actions), vec![""], "asks again");
-        s.value(t0 + secs(12));
+        s.value("N/p/system/0/Serial", t0 + secs(12));
         assert!(s.tick(t0 + secs(20)).contains(&Action::Online));
     }
 

@@ -41,13 +41,16 @@ fn shore_connected(gx: &GxState, ctx: &Context<'_>, problems: &mut Vec<Problem>)
 }
 
 /// Reads the generator start/stop service when there is one: states 1 running, 2 warm-up
-/// and 3 cool-down are on, 0 stopped, 4 stopping and 10 error are off. Without it, the
-/// entity is on while power is drawn from a generator input, and off once one was seen.
+/// and 3 cool-down are on, 0 stopped, 4 stopping and 10 error are off. A null `State` is
+/// unknown once the entity has had a value and unavailable before that. Without the
+/// service, the entity is on while power is drawn from a generator input, and off once one
+/// was seen.
 fn generator_running(gx: &GxState, ctx: &Context<'_>, problems: &mut Vec<Problem>) -> Eval {
     if let Some(generator) = gx.of_kind(ServiceKind::Generator).next() {
         return match generator.value("State") {
             None => Eval::Unavailable,
-            Some(GxValue::Null) => Eval::Value(State::Unknown),
+            Some(GxValue::Null) if ctx.ever_valued => Eval::Value(State::Unknown),
+            Some(GxValue::Null) => Eval::Unavailable,
             Some(value) => match value.as_i64() {
                 Some(1..=3) => Eval::Value(State::Bool(true)),
                 Some(0 | 4 | 10) => Eval::Value(State::Bool(false)),
@@ -151,4 +154,48 @@ fn gps_position(gx: &GxState) -> Eval {
         speed: gps.number("Speed"),
         satellites: gps.number("NrOfSatellites"),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gx_state::DeviceId;
+    use crate::model::paths::PathTable;
+
+    fn generator_with_state(value: GxValue) -> GxState {
+        let state_path = PathTable::get().id(ServiceKind::Generator, "State").unwrap();
+        let mut gx = GxState::default();
+        gx.store(&DeviceId::new(ServiceKind::Generator, "0"), state_path, value);
+        gx
+    }
+
+    fn evaluate_generator(gx: &GxState, ever_valued: bool) -> Eval {
+        let ctx = Context { device: None, ever_valued, key: "generator_running" };
+        generator_running(gx, &ctx, &mut Vec::new())
+    }
+
+    #[test]
+    fn generator_null_state_before_value() {
+        let gx = generator_with_state(GxValue::Null);
+        assert_eq!(evaluate_generator(&gx, false), Eval::Unavailable);
+    }
+
+    #[test]
+    fn generator_null_state_after_value() {
+        let gx = generator_with_state(GxValue::Null);
+        assert_eq!(evaluate_generator(&gx, true), Eval::Value(State::Unknown));
+    }
+
+    #[test]
+    fn generator_states_map_to_running() {
+        let cases = [(0.0, false), (1.0, true), (2.0, true), (3.0, true), (4.0, false), (10.0, false)];
+        for (value, running) in cases {
+            let gx = generator_with_state(GxValue::Number(value));
+            assert_eq!(
+                evaluate_generator(&gx, false),
+                Eval::Value(State::Bool(running)),
+                "generator State {value}"
+            );
+        }
+    }
 }

@@ -501,7 +501,7 @@ impl Normaliser {
                 continue;
             }
             let first = if family == Family::ExtraBattery { 2 } else { 1 };
-            let slot = self.registry.slot(&group, &identity, first, &is_present, true);
+            let slot = self.registry.slot(&group, &identity, &custom_name, first, &is_present, true);
             let device_name = device_name(family, &slug, slot, &custom_name);
 
             for row in CATALOGUE.iter().filter(|r| r.family == Some(family)) {

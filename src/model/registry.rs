@@ -86,6 +86,10 @@ impl Entity {
 pub struct SlotEntry {
     pub identity: String,
     pub slot: u32,
+    /// The device's custom name when it last had the slot, empty without one. A new
+    /// device with the same name takes this slot before any other free one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -114,6 +118,12 @@ pub struct StoredEntities {
     /// key -> component.
     #[serde(default)]
     pub removed: BTreeMap<String, String>,
+    /// Counter guards of forgotten entities, by entity key. A counter the GX still has
+    /// comes back under the same key and continues from its last published value instead
+    /// of stepping down to the raw reading.
+    /// NOTE: nothing removes the guard of a key that never returns (one small entry each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, CounterGuard>,
 }
 
 pub const STORE_FILE: &str = "entities.json";
@@ -165,7 +175,7 @@ impl Registry {
                 ever_valued: ever,
                 eval: Eval::Unavailable,
                 last_seen,
-                counter: registry.stored.entities.get(def.key).and_then(|s| s.counter.clone()).map(CounterGuard::restored),
+                counter: registry.stored_counter(def.key),
             });
         }
 
@@ -195,6 +205,16 @@ impl Registry {
             });
         }
         registry
+    }
+
+    /// Returns the stored counter guard of `key`, from its entity or, once forgotten, from
+    /// the guards kept for forgotten entities.
+    fn stored_counter(&self, key: &str) -> Option<CounterGuard> {
+        let counter = match self.stored.entities.get(key).and_then(|s| s.counter.clone()) {
+            Some(counter) => Some(counter),
+            None => self.stored.counters.get(key).cloned(),
+        };
+        counter.map(CounterGuard::restored)
     }
 
     fn push(&mut self, entity: Entity) -> EntityId {
@@ -240,6 +260,7 @@ impl Registry {
             return id;
         }
         self.dirty = true;
+        let counter = self.stored.counters.get(key).cloned().map(CounterGuard::restored);
         self.push(Entity {
             key: key.to_string(),
             def: row,
@@ -248,7 +269,7 @@ impl Registry {
             ever_valued: false,
             eval: Eval::Unavailable,
             last_seen: 0,
-            counter: None,
+            counter,
         })
     }
 
@@ -282,32 +303,48 @@ impl Registry {
         first
     }
 
-    /// Returns the slot of `identity` in `group`, assigning one if needed. `reuse` allows taking a
-    /// slot whose device is not present (a replaced tank sender keeps the entity ids);
-    /// slots start at `first`.
-    pub fn slot(&mut self, group: &str, identity: &str, first: u32, present: &dyn Fn(&str) -> bool, reuse: bool) -> u32 {
+    /// Returns the slot of `identity` in `group`, assigning one if needed, and records the
+    /// device's custom `name` (empty without one) with it. `reuse` allows taking a slot
+    /// whose device is not present, so a replaced tank sender keeps the entity ids. Among
+    /// those free slots, one last held by a device of the same name comes first (a new GX
+    /// may number the same senders in another order), then the lowest. Slots start at
+    /// `first`.
+    pub fn slot(
+        &mut self,
+        group: &str,
+        identity: &str,
+        name: &str,
+        first: u32,
+        present: &dyn Fn(&str) -> bool,
+        reuse: bool,
+    ) -> u32 {
         let entries = self.stored.slots.entry(group.to_string()).or_default();
-        if let Some(entry) = entries.iter().find(|e| e.identity == identity) {
+        if let Some(entry) = entries.iter_mut().find(|e| e.identity == identity) {
+            if !name.is_empty() && entry.name != name {
+                entry.name = name.to_string();
+                self.dirty = true;
+            }
             return entry.slot;
         }
 
         let reusable = if reuse {
             let mut free: Vec<&mut SlotEntry> =
                 entries.iter_mut().filter(|e| !present(&e.identity)).collect();
-            free.sort_by_key(|e| e.slot);
+            free.sort_by_key(|e| (name.is_empty() || e.name != name, e.slot));
             free.into_iter().next()
         } else {
             None
         };
         let slot = match reusable {
             Some(entry) => {
-                tracing::info!(group, slot = entry.slot, old = %entry.identity, new = identity, "device takes over the slot of a device that is gone");
+                tracing::info!(group, slot = entry.slot, old = %entry.identity, new = identity, name, "device takes over the slot of a device that is gone");
                 entry.identity = identity.to_string();
+                entry.name = name.to_string();
                 entry.slot
             }
             None => {
                 let slot = entries.iter().map(|e| e.slot + 1).max().unwrap_or(first).max(first);
-                entries.push(SlotEntry { identity: identity.to_string(), slot });
+                entries.push(SlotEntry { identity: identity.to_string(), slot, name: name.to_string() });
                 slot
             }
         };
@@ -356,6 +393,7 @@ impl Registry {
                     counter: entity.counter.clone(),
                 },
             );
+            self.stored.counters.remove(&entity.key);
         }
         self.stored.version = 1;
         if let Some(path) = &self.path {
@@ -378,7 +416,8 @@ impl Registry {
     /// leave the discovery message (a removal is published once) and the data directory,
     /// and come back only if their source reappears. Always-present and diagnostic
     /// entities stay. Entity ids stay valid (the entry remains, marked as never valued).
-    /// Returns the forgotten keys.
+    /// A forgotten counter's guard is kept by key, so a counter that comes back continues
+    /// from its last published value. Returns the forgotten keys.
     pub fn forget_before(&mut self, cutoff: u64) -> Vec<String> {
         let mut forgotten = Vec::new();
         for entity in &mut self.entities {
@@ -391,6 +430,9 @@ impl Registry {
             entity.last_seen = 0;
             entity.eval = Eval::Unavailable;
             self.stored.entities.remove(&entity.key);
+            if let Some(counter) = &entity.counter {
+                self.stored.counters.insert(entity.key.clone(), counter.clone());
+            }
             self.stored.removed.insert(entity.key.clone(), entity.def.component.as_str().to_string());
             forgotten.push(entity.key.clone());
         }
@@ -464,14 +506,106 @@ mod tests {
         let mut registry = Registry::open(None);
         let none_present = |_: &str| false;
         let all_present = |_: &str| true;
-        assert_eq!(registry.slot("tank:fresh_water", "tank/20", 1, &all_present, true), 1);
-        assert_eq!(registry.slot("tank:fresh_water", "tank/21", 1, &all_present, true), 2);
-        assert_eq!(registry.slot("tank:fresh_water", "tank/20", 1, &all_present, true), 1);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/20", "", 1, &all_present, true), 1);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/21", "", 1, &all_present, true), 2);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/20", "", 1, &all_present, true), 1);
         // tank/20 is gone and a new sender appears: it takes slot 1.
         let only_21 = |identity: &str| identity == "tank/21";
-        assert_eq!(registry.slot("tank:fresh_water", "tank/30", 1, &only_21, true), 1);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/30", "", 1, &only_21, true), 1);
         // Without reuse, a new number.
-        assert_eq!(registry.slot("tank:fresh_water", "tank/31", 1, &none_present, false), 3);
+        assert_eq!(registry.slot("tank:fresh_water", "tank/31", "", 1, &none_present, false), 3);
+    }
+
+    #[test]
+    fn free_slot_with_same_name_first() {
+        let mut registry = Registry::open(None);
+        let group = "tank:fresh_water";
+        let all_present = |_: &str| true;
+        assert_eq!(registry.slot(group, "tank/20", "Fresh Bow", 1, &all_present, true), 1);
+        assert_eq!(registry.slot(group, "tank/25", "Fresh Aft", 1, &all_present, true), 2);
+
+        // A new GX numbers the senders the other way round: each keeps its slot by name.
+        let new_gx = |identity: &str| identity == "tank/30" || identity == "tank/31";
+        assert_eq!(registry.slot(group, "tank/30", "Fresh Aft", 1, &new_gx, true), 2);
+        assert_eq!(registry.slot(group, "tank/31", "Fresh Bow", 1, &new_gx, true), 1);
+    }
+
+    #[test]
+    fn unnamed_device_takes_lowest_free_slot() {
+        let mut registry = Registry::open(None);
+        let group = "tank:fresh_water";
+        let all_present = |_: &str| true;
+        assert_eq!(registry.slot(group, "tank/20", "Fresh Bow", 1, &all_present, true), 1);
+        assert_eq!(registry.slot(group, "tank/25", "", 1, &all_present, true), 2);
+
+        let new_gx = |identity: &str| identity == "tank/30" || identity == "tank/31";
+        assert_eq!(registry.slot(group, "tank/30", "", 1, &new_gx, true), 1);
+        assert_eq!(registry.slot(group, "tank/31", "Fresh Aft", 1, &new_gx, true), 2);
+    }
+
+    #[test]
+    fn slot_name_follows_rename() {
+        let mut registry = Registry::open(None);
+        let group = "tank:fresh_water";
+        let all_present = |_: &str| true;
+        assert_eq!(registry.slot(group, "tank/20", "", 1, &all_present, true), 1);
+        assert_eq!(registry.slot(group, "tank/21", "", 1, &all_present, true), 2);
+        assert_eq!(registry.slot(group, "tank/21", "Fresh Aft", 1, &all_present, true), 2);
+
+        let none_present = |_: &str| false;
+        assert_eq!(registry.slot(group, "tank/30", "Fresh Aft", 1, &none_present, true), 2);
+    }
+
+    #[test]
+    fn forgotten_counter_keeps_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "battery_charged_energy";
+        let guard = CounterGuard {
+            published: Some(226.67),
+            raw: 0.6,
+            offset: 226.07,
+            source: "battery/275".into(),
+            drop_since: None,
+            ..CounterGuard::default()
+        };
+        let mut registry = Registry::open(Some(dir.path()));
+        let id = registry.by_key(key).unwrap();
+        registry.mark_valued(id, 1_000_000);
+        registry.get_mut(id).counter = Some(guard.clone());
+        registry.save();
+
+        let mut registry = Registry::open(Some(dir.path()));
+        assert_eq!(registry.forget_before(2_000_000), vec![key.to_string()]);
+        registry.try_save().unwrap();
+
+        // Forgotten: out of discovery, but the guard is still there for the next value.
+        let mut registry = Registry::open(Some(dir.path()));
+        let id = registry.by_key(key).unwrap();
+        assert!(!registry.get(id).in_discovery());
+        assert_eq!(registry.get(id).counter.as_ref(), Some(&guard));
+        assert_eq!(registry.stored.counters.get(key), Some(&guard));
+
+        // Valued again: the guard moves back to the entity's own entry.
+        registry.mark_valued(id, 3_000_000);
+        registry.try_save().unwrap();
+        assert!(registry.stored.counters.is_empty());
+        let reopened = Registry::open(Some(dir.path()));
+        let id = reopened.by_key(key).unwrap();
+        assert!(reopened.get(id).in_discovery());
+        assert_eq!(reopened.get(id).counter.as_ref(), Some(&guard));
+    }
+
+    #[test]
+    fn forgotten_device_counter_returns_on_bind() {
+        let mut registry = Registry::open(None);
+        let key = "tank_fresh_water_level";
+        let device = DeviceId::new(super::super::spec::ServiceKind::Tank, "21");
+        let guard = CounterGuard { published: Some(5.0), raw: 5.0, ..CounterGuard::default() };
+        registry.stored.counters.insert(key.to_string(), guard.clone());
+
+        let id = registry.bind(key, row("tank_{fluid}{slot}_level"), "Fresh water level", &device);
+        assert_eq!(registry.get(id).counter.as_ref(), Some(&guard));
+        assert!(!registry.get(id).in_discovery());
     }
 
     #[test]

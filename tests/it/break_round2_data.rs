@@ -284,7 +284,6 @@ async fn same_port_charger_swap_adds_nothing() {
 /// has never published with a value. The documented rule makes such an entity
 /// unavailable or keeps it out of discovery, so it must not appear in state unknown.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a generator service with a null State adds generator_running in state unknown"]
 async fn generator_null_state_unavailable() {
     let rig = start_with(RigOptions::default()).await;
     rig.wait_consistent(Duration::from_secs(20))
@@ -471,7 +470,6 @@ async fn dbus_mqtt_reboot_keeps_devices() {
 
 /// dbus-mqtt read strictly: batches of at most 50 messages, 1.5 s apart.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a paced dbus-mqtt republish outlasts the 10 s snapshot, so late devices are marked gone"]
 async fn dbus_mqtt_paced_reboot_keeps_devices() {
     dbus_mqtt_reboot(true).await;
 }
@@ -512,7 +510,6 @@ async fn counter_spike_not_kept() {
 /// published value continuous after a meter reset, so the next start publishes the raw
 /// reading: the lifetime counter steps down from 226.67 to 0.6 kWh in Home Assistant.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: forget --days 0 drops the offsets of present counters, so their published value steps down"]
 async fn forget_all_keeps_counter_continuity() {
     let mut rig = start_throttled(30.0).await;
     let key = "battery_charged_energy";
@@ -590,7 +587,6 @@ async fn set_fresh_tank(
 /// bridge stored both names), or Home Assistant's history of one tank continues with the
 /// other tank's levels.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: after a GX swap two tanks of one fluid take each other's entities by instance order"]
 async fn gx_swap_keeps_tank_identity() {
     use roamcore_victron::sim::{capture::Capture, SimConfig, Simulator};
 
@@ -712,7 +708,6 @@ async fn stored_drop_start_not_reused() {
 /// float, a state the charger left six minutes ago, either: no state may be older than
 /// 5 minutes while the GX reports something else.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: an enum that alternates between two other states keeps its old state for good"]
 async fn enum_flicker_not_stale() {
     let rig = start_throttled(10.0).await;
     let key = "solar_charge_state";

@@ -72,7 +72,7 @@ fn throttle_limits(rig: &Rig, window: Duration) -> BTreeMap<String, usize> {
         let policy = Policy::for_class(entity.def.throttle, 1.0 / rig.scale);
         let period = match policy.rule {
             Rule::Numeric { interval, .. } | Rule::Location { interval, .. } => interval,
-            Rule::Debounce { hold } => hold,
+            Rule::Debounce { hold, .. } => hold,
             Rule::Immediate => continue,
         };
         let limit = (window.as_secs_f64() / period.as_secs_f64()).floor() as usize + 2;
