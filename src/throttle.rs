@@ -193,7 +193,7 @@ impl Throttle {
         }
     }
 
-    /// Forgets the published state of one entity without losing counter protection.
+    /// Returns the state last published for entity `index`, if any.
     pub fn last_published(&self, index: usize) -> Option<&State> {
         self.slots.get(index).and_then(|s| s.published.as_ref().map(|(state, _)| state))
     }
