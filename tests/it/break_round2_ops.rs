@@ -751,7 +751,6 @@ fn adopted_gx_powered_on_late() {
 /// was lost, in plain words. The bridge writes two (an info line for the status and a
 /// warning for the link), and the warning quotes the MQTT library's error text.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a GX loss is logged twice, with rumqttc's 'Mqtt state' error text"]
 async fn gx_loss_log_wording() {
     let mut rig = Rig::start(RigOptions::default()).await;
     rig.wait_consistent(Duration::from_secs(20))
