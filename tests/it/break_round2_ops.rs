@@ -930,7 +930,6 @@ fn mqtt_off_after_discovery_reported() {
 /// once and then counted every 10 minutes; this one repeats every minute, a window that
 /// `--time-scale` does not shorten, so the test runs at time scale 1 for 130 s.
 #[test]
-#[ignore = "bug: the missing MQTT service is warned every minute, not every 10 minutes"]
 fn mqtt_service_missing_log_lines() {
     let supervisor = FakeServer::start(
         Arc::new(|call: &Call| match call.path.as_str() {
