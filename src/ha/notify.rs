@@ -12,13 +12,17 @@
 //! `services`), so the first calls often fail with HTTP 502 from the Core proxy; the
 //! worker retries with backoff until they succeed or the wanted notice changes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::problems::Problems;
 use crate::status::BridgeStatus;
 use crate::supervisor::Supervisor;
+
+/// Key of failed notification calls in the worker's [`Problems`] table.
+const UPDATE_FAILED: &str = "notification_update";
 
 /// One persistent notification: what the user sees in Home Assistant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,15 @@ pub struct Notifier {
     wanted: watch::Sender<Wanted>,
 }
 
+/// Retry and logging options of the notifier's worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// First and largest delay between attempts of a failed call.
+    pub retry: (Duration, Duration),
+    /// Interval of the repeat-count line while calls keep failing.
+    pub problem_summary: Duration,
+}
+
 /// The notice the engine wants shown, and a counter that forces a re-send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Wanted {
@@ -138,10 +151,20 @@ struct Wanted {
 impl Notifier {
     /// Starts the worker task on the current tokio runtime. With `supervisor` = `None`
     /// (not running as an add-on) notices are only logged. `retry` is the first and
-    /// largest delay between attempts of a failed call.
+    /// largest delay between attempts of a failed call. Failures are counted every 10
+    /// minutes.
     pub fn spawn(supervisor: Option<Supervisor>, retry: (Duration, Duration)) -> Notifier {
+        let options = WorkerOptions {
+            retry,
+            problem_summary: Duration::from_secs(600),
+        };
+        Notifier::spawn_with(supervisor, options)
+    }
+
+    /// Starts the worker task like [`Notifier::spawn`], with all of its options.
+    pub fn spawn_with(supervisor: Option<Supervisor>, options: WorkerOptions) -> Notifier {
         let (wanted, receiver) = watch::channel(Wanted::default());
-        tokio::spawn(run_worker(supervisor, receiver, retry));
+        tokio::spawn(run_worker(supervisor, receiver, options));
         Notifier { wanted }
     }
 
@@ -168,11 +191,13 @@ impl Notifier {
 async fn run_worker(
     supervisor: Option<Supervisor>,
     mut receiver: watch::Receiver<Wanted>,
-    retry: (Duration, Duration),
+    options: WorkerOptions,
 ) {
     let mut shown: Option<Notice> = None;
     let mut refreshed = 0u64;
-    let mut backoff = Backoff::new(retry.0, retry.1);
+    let mut backoff = Backoff::new(options.retry.0, options.retry.1);
+    let mut problems = Problems::new(options.problem_summary);
+    let mut failures = 0u64;
 
     loop {
         let wanted = receiver.borrow_and_update().clone();
@@ -186,10 +211,13 @@ async fn run_worker(
         let mut failed = false;
         for action in &actions {
             if let Err(err) = perform(supervisor.as_ref(), action).await {
-                tracing::warn!(
-                    action = %action_name(action),
-                    error = %err,
-                    "cannot update the notification in Home Assistant; will retry"
+                failures += 1;
+                crate::warn_limited!(
+                    problems,
+                    UPDATE_FAILED,
+                    Instant::now(),
+                    "cannot update the notification in Home Assistant ({}): {err}; retrying",
+                    action_name(action)
                 );
                 failed = true;
                 break;
@@ -206,6 +234,14 @@ async fn run_worker(
                 _ = tokio::time::sleep(backoff.next_delay()) => continue,
                 changed = receiver.changed() => if changed.is_err() { return } else { continue },
             }
+        }
+        if failures > 0 {
+            tracing::info!(
+                failed_calls = failures,
+                "notification update in Home Assistant succeeded after failed attempts"
+            );
+            problems.clear(UPDATE_FAILED);
+            failures = 0;
         }
         backoff.reset();
         refreshed = wanted.refresh;

@@ -279,7 +279,6 @@ fn notice_dismissed_after_restart() {
 /// repeated problem is warned once and then counted every 10 minutes, so an hour may
 /// cost a handful of lines, not one per retry.
 #[test]
-#[ignore = "bug: every failed notification retry logs a warning, about 120 an hour"]
 fn core_down_hour_log_lines() {
     // An hour takes 30 s.
     const SCALE: f64 = 120.0;
