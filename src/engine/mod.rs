@@ -134,6 +134,7 @@ impl Engine {
             WorkerOptions {
                 retry: timings.reconnect,
                 problem_summary: timings.problem_summary,
+                dismiss_earlier: true,
             },
         );
         let schedule = victron_gx::Schedule::scaled(settings.time_scale);

@@ -11,6 +11,11 @@
 //! task makes the HTTP calls. The add-on starts before Home Assistant Core (startup
 //! `services`), so the first calls often fail with HTTP 502 from the Core proxy; the
 //! worker retries with backoff until they succeed or the wanted notice changes.
+//!
+//! Home Assistant keeps a notification until it is dismissed or Core restarts, and an
+//! add-on restart does neither. So the engine's worker starts by dismissing every fixed
+//! notice id except the wanted one: a notice left by an earlier run goes once its problem
+//! is fixed, even when the owner restarted the add-on to fix it.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,9 @@ pub struct Notice {
 pub enum Action {
     Create(Notice),
     Dismiss(String),
+    /// Dismisses a notice that an earlier run may have left. Usually there is none, so
+    /// this is logged at debug only.
+    DismissEarlier(String),
 }
 
 /// Builds the notice for `status`, or `None` when the status needs nothing from the user.
@@ -113,6 +121,26 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
     })
 }
 
+/// Returns the id of every notice that [`notice_for`] can build, one per status that
+/// waits for the user.
+pub fn notice_ids() -> Vec<String> {
+    BridgeStatus::ALL
+        .into_iter()
+        .filter(|status| status.needs_user())
+        .map(|status| format!("roamcore_victron_{}", status.as_str()))
+        .collect()
+}
+
+/// Lists the dismissals of the notices an earlier run may have left (`earlier`), except
+/// the `wanted` one, which [`plan`] creates instead.
+pub fn plan_earlier(earlier: &[String], wanted: Option<&Notice>) -> Vec<Action> {
+    earlier
+        .iter()
+        .filter(|id| wanted.is_none_or(|notice| notice.id != **id))
+        .map(|id| Action::DismissEarlier(id.clone()))
+        .collect()
+}
+
 /// Lists the calls that turn the `shown` notice into the `wanted` one: dismiss a notice
 /// that is no longer wanted, create a new or changed one, nothing when they are equal.
 pub fn plan(shown: Option<&Notice>, wanted: Option<&Notice>) -> Vec<Action> {
@@ -132,13 +160,16 @@ pub struct Notifier {
     wanted: watch::Sender<Wanted>,
 }
 
-/// Retry and logging options of the notifier's worker.
+/// Retry, logging and start options of the notifier's worker.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// First and largest delay between attempts of a failed call.
     pub retry: (Duration, Duration),
     /// Interval of the repeat-count line while calls keep failing.
     pub problem_summary: Duration,
+    /// Dismissal of every other notice id once Core accepts calls, for the notices that an
+    /// earlier run may have left.
+    pub dismiss_earlier: bool,
 }
 
 /// The notice the engine wants shown, and a counter that forces a re-send.
@@ -151,12 +182,13 @@ struct Wanted {
 impl Notifier {
     /// Starts the worker task on the current tokio runtime. With `supervisor` = `None`
     /// (not running as an add-on) notices are only logged. `retry` is the first and
-    /// largest delay between attempts of a failed call. Failures are counted every 10
-    /// minutes.
+    /// largest delay between attempts of a failed call. Notices of an earlier run are
+    /// left alone, and failures are counted every 10 minutes.
     pub fn spawn(supervisor: Option<Supervisor>, retry: (Duration, Duration)) -> Notifier {
         let options = WorkerOptions {
             retry,
             problem_summary: Duration::from_secs(600),
+            dismiss_earlier: false,
         };
         Notifier::spawn_with(supervisor, options)
     }
@@ -198,15 +230,24 @@ async fn run_worker(
     let mut backoff = Backoff::new(options.retry.0, options.retry.1);
     let mut problems = Problems::new(options.problem_summary);
     let mut failures = 0u64;
+    // Without a Supervisor there is no Home Assistant to clean up.
+    let mut earlier = if options.dismiss_earlier && supervisor.is_some() {
+        notice_ids()
+    } else {
+        Vec::new()
+    };
 
     loop {
         let wanted = receiver.borrow_and_update().clone();
-        let mut actions = plan(shown.as_ref(), wanted.notice.as_ref());
-        if actions.is_empty() && wanted.refresh != refreshed {
+        let mut changes = plan(shown.as_ref(), wanted.notice.as_ref());
+        if changes.is_empty() && wanted.refresh != refreshed {
             if let Some(notice) = &wanted.notice {
-                actions.push(Action::Create(notice.clone()));
+                changes.push(Action::Create(notice.clone()));
             }
         }
+        // The wanted notice first: it is what the owner needs to see.
+        let mut actions = changes;
+        actions.extend(plan_earlier(&earlier, wanted.notice.as_ref()));
 
         let mut failed = false;
         for action in &actions {
@@ -222,10 +263,14 @@ async fn run_worker(
                 failed = true;
                 break;
             }
-            shown = match action {
-                Action::Create(notice) => Some(notice.clone()),
-                Action::Dismiss(_) => None,
-            };
+            match action {
+                Action::Create(notice) => {
+                    earlier.retain(|id| *id != notice.id);
+                    shown = Some(notice.clone());
+                }
+                Action::Dismiss(_) => shown = None,
+                Action::DismissEarlier(id) => earlier.retain(|earlier_id| earlier_id != id),
+            }
         }
 
         if failed {
@@ -254,7 +299,7 @@ async fn run_worker(
 fn action_name(action: &Action) -> String {
     match action {
         Action::Create(notice) => format!("create {}", notice.id),
-        Action::Dismiss(id) => format!("dismiss {id}"),
+        Action::Dismiss(id) | Action::DismissEarlier(id) => format!("dismiss {id}"),
     }
 }
 
@@ -279,9 +324,14 @@ async fn perform(
                 one_line(&notice.message)
             );
         }
+        (Some(supervisor), Action::DismissEarlier(id)) => {
+            supervisor.dismiss_notification(id).await?;
+            tracing::debug!(notification_id = %id, "notification of an earlier run dismissed, if any");
+        }
         (None, Action::Dismiss(id)) => {
             tracing::info!(notification_id = %id, "problem solved");
         }
+        (None, Action::DismissEarlier(_)) => {}
     }
     Ok(())
 }
@@ -331,6 +381,32 @@ mod tests {
             plan(Some(&a), Some(&b)),
             vec![Action::Dismiss(a.id.clone()), Action::Create(b.clone())]
         );
+    }
+
+    #[test]
+    fn notice_ids_cover_user_statuses() {
+        let ids = notice_ids();
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        for status in BridgeStatus::ALL.into_iter().filter(|status| status.needs_user()) {
+            let notice = notice_for(status, "").unwrap();
+            assert!(ids.contains(&notice.id), "{} missing from {ids:?}", notice.id);
+        }
+    }
+
+    #[test]
+    fn plan_earlier_keeps_wanted() {
+        let earlier = notice_ids();
+        let wanted = notice_for(BridgeStatus::AuthRequired, "x").unwrap();
+
+        let all = plan_earlier(&earlier, None);
+        assert_eq!(all.len(), earlier.len());
+        assert!(all.contains(&Action::DismissEarlier("roamcore_victron_mqtt_disabled".into())));
+
+        let others = plan_earlier(&earlier, Some(&wanted));
+        assert_eq!(others.len(), earlier.len() - 1);
+        assert!(!others.contains(&Action::DismissEarlier(wanted.id.clone())));
+
+        assert_eq!(plan_earlier(&[], Some(&wanted)), vec![]);
     }
 
     #[test]

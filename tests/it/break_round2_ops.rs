@@ -217,7 +217,6 @@ fn simulator(broker: &Mosquitto) -> Running {
 /// restarts; an add-on restart does neither. The owner who fixes the GX and restarts the
 /// add-on (as the notice asks) must see the notice go once the bridge connects.
 #[test]
-#[ignore = "bug: a notification created before an add-on restart is never dismissed"]
 fn notice_dismissed_after_restart() {
     let ha = Mosquitto::start();
     let supervisor = fake_supervisor(ha.port);
