@@ -11,6 +11,7 @@ use crate::gx::session::Action;
 use crate::gx::tls::{self, PinStore};
 use crate::gx::topic::{self, GxTopic};
 use crate::ha::discovery::gx_topic;
+use crate::ha::notify::SetupProblem;
 use crate::mqtt::{self, Link, LinkConfig, LinkError, LinkEvent};
 use crate::status::BridgeStatus;
 
@@ -182,13 +183,12 @@ impl Engine {
                     "the broker at {label} belongs to GX {portal}, not the adopted GX {expected}; not using it"
                 );
                 self.wrong_portal = Some(portal.clone());
-                self.set_status(
-                    BridgeStatus::ConfigError,
-                    format!(
-                        "The GX at {label} has portal id {portal}, but the bridge is set to use the GX {expected}. \
-                         To use this GX instead, set portal_id to {portal}; otherwise point gx_host at the GX {expected}."
-                    ),
+                let detail = format!(
+                    "The GX at {label} has portal id {portal}, but the bridge is set to use the GX {expected}. \
+                     To use this GX instead, set portal_id to {portal}; otherwise point gx_host at the GX {expected}."
                 );
+                let problem = SetupProblem::WrongGx { host: label, found: portal, expected };
+                self.set_setup_problem(problem, detail);
                 return;
             }
         }

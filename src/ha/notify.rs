@@ -121,6 +121,52 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
     })
 }
 
+/// A `config_error` that comes from where the options point the bridge, not from an
+/// invalid value. Each case has its own notice under the `config_error` id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupProblem {
+    /// The broker at `host` belongs to the GX `found`, but the bridge is set to use the
+    /// GX `expected` (the `portal_id` option, or the GX adopted before).
+    WrongGx { host: String, found: String, expected: String },
+    /// Scanning is off and no GX address is set or remembered, so there is no GX to use.
+    NoGxToFind,
+}
+
+impl SetupProblem {
+    /// Builds the notice for this problem. Its text names everything the owner needs, so
+    /// no detail paragraph is added.
+    pub fn notice(&self) -> Notice {
+        let (title, message) = match self {
+            SetupProblem::WrongGx { host, found, expected } => (
+                "Victron GX: a different GX answers",
+                format!(
+                    "The Victron GX at {host} has portal id **{found}**, but RoamCore Victron \
+                     is set to use the GX with portal id **{expected}**, so it does not read \
+                     this one.\n\n\
+                     If the GX at {host} is yours (for example a replacement), enter \
+                     **{found}** as **GX portal id** in the RoamCore Victron add-on's \
+                     **Configuration** tab. Otherwise set **GX address** to the address of \
+                     the GX {expected}. Then save and restart the add-on."
+                ),
+            ),
+            SetupProblem::NoGxToFind => (
+                "Victron GX: no address and no search",
+                "**Search the network** is switched off and no **GX address** is set, so \
+                 RoamCore Victron has no GX to connect to.\n\n\
+                 In the RoamCore Victron add-on's **Configuration** tab, enter the GX's \
+                 address (for example 192.168.1.20 or venus.local) as **GX address**, or \
+                 switch **Search the network** back on. Then save and restart the add-on."
+                    .to_string(),
+            ),
+        };
+        Notice {
+            id: format!("roamcore_victron_{}", BridgeStatus::ConfigError.as_str()),
+            title: title.to_string(),
+            message,
+        }
+    }
+}
+
 /// Returns the id of every notice that [`notice_for`] can build, one per status that
 /// waits for the user.
 pub fn notice_ids() -> Vec<String> {
@@ -203,7 +249,12 @@ impl Notifier {
     /// Reports the current bridge status. Cheap and non-blocking; call it on every change
     /// (repeats with the same words cost nothing).
     pub fn status_changed(&self, status: BridgeStatus, detail: &str) {
-        let notice = notice_for(status, detail);
+        self.show(notice_for(status, detail));
+    }
+
+    /// Reports the notice to show, or `None` for none, like [`Notifier::status_changed`]
+    /// for a notice built elsewhere (a [`SetupProblem`]).
+    pub fn show(&self, notice: Option<Notice>) {
         self.wanted.send_if_modified(|wanted| {
             if wanted.notice == notice {
                 return false;
@@ -381,6 +432,33 @@ mod tests {
             plan(Some(&a), Some(&b)),
             vec![Action::Dismiss(a.id.clone()), Action::Create(b.clone())]
         );
+    }
+
+    #[test]
+    fn wrong_gx_notice_names_both_portals() {
+        let problem = SetupProblem::WrongGx {
+            host: "192.0.2.10:1883".into(),
+            found: "c0619ab0d0e1".into(),
+            expected: "c0619ab0aaaa".into(),
+        };
+        let notice = problem.notice();
+        assert_eq!(notice.id, "roamcore_victron_config_error");
+        assert!(!notice.title.contains("invalid"), "{}", notice.title);
+        assert!(notice.message.contains("192.0.2.10:1883"), "{}", notice.message);
+        assert!(notice.message.contains("**c0619ab0d0e1**"), "{}", notice.message);
+        assert!(notice.message.contains("**c0619ab0aaaa**"), "{}", notice.message);
+        assert!(notice.message.contains("**GX portal id**"), "{}", notice.message);
+        assert!(!notice.message.contains("ignored"), "{}", notice.message);
+    }
+
+    #[test]
+    fn no_gx_notice_names_both_options() {
+        let notice = SetupProblem::NoGxToFind.notice();
+        assert_eq!(notice.id, "roamcore_victron_config_error");
+        assert!(!notice.title.contains("invalid"), "{}", notice.title);
+        assert!(notice.message.contains("**GX address**"), "{}", notice.message);
+        assert!(notice.message.contains("**Search the network**"), "{}", notice.message);
+        assert!(!notice.message.contains("ignored"), "{}", notice.message);
     }
 
     #[test]

@@ -377,7 +377,6 @@ fn notification_body(supervisor: &FakeServer, path: &str, id: &str) -> Option<Va
 /// ignored, yet the notice states that invalid options were ignored and that the log
 /// names them.
 #[test]
-#[ignore = "bug: a GX with another portal id is notified as 'invalid option ... ignored'"]
 fn wrong_portal_notice_wording() {
     let ha = Mosquitto::start();
     let gx = Mosquitto::start();
