@@ -127,4 +127,11 @@ mod tests {
             assert!(keep_alive <= Duration::from_secs(15).div_f64(factor).max(Duration::from_secs(1)));
         }
     }
+
+    #[test]
+    fn problem_summary_scales() {
+        assert_eq!(Timings::standard().problem_summary, Duration::from_secs(600));
+        assert_eq!(Timings::scaled(60.0).problem_summary, Duration::from_secs(10));
+        assert_eq!(Timings::scaled(1.0).problem_summary, Duration::from_secs(600));
+    }
 }

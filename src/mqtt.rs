@@ -92,6 +92,8 @@ pub enum LinkError {
     Unreachable,
     /// The broker stopped answering pings: a half-open link.
     Dead,
+    /// The broker closed or reset the connection (it stopped, restarted or dropped us).
+    PeerClosed,
     /// The connection closed.
     Closed(String),
 }
@@ -106,6 +108,7 @@ impl LinkError {
             LinkError::Timeout => "timed out (no answer to TCP connect or MQTT CONNECT)".into(),
             LinkError::Unreachable => "no route to the host (it is off, or not on this network)".into(),
             LinkError::Dead => "no answer to MQTT pings (half-open connection)".into(),
+            LinkError::PeerClosed => "the broker closed the connection".into(),
             LinkError::Closed(e) => format!("connection closed: {e}"),
         }
     }
@@ -120,6 +123,7 @@ impl LinkError {
             LinkError::Timeout => "timeout",
             LinkError::Unreachable => "unreachable",
             LinkError::Dead => "dead",
+            LinkError::PeerClosed => "peer_closed",
             LinkError::Closed(_) => "closed",
         }
     }
@@ -133,6 +137,15 @@ fn wrapped_pin_mismatch(error: &std::io::Error) -> bool {
 fn unreachable(error: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(error.kind(), ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable)
+}
+
+/// Returns true when the other side ended the connection: it closed the stream or reset it.
+fn closed_by_peer(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof
+    )
 }
 
 fn classify(error: &ConnectionError) -> LinkError {
@@ -156,6 +169,12 @@ fn classify(error: &ConnectionError) -> LinkError {
         ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => LinkError::Timeout,
         ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => LinkError::Timeout,
         ConnectionError::MqttState(StateError::AwaitPingResp) => LinkError::Dead,
+        // rumqttc 0.25 reports the end of the stream (the broker closed the socket) as
+        // `ConnectionAborted`.
+        ConnectionError::MqttState(StateError::ConnectionAborted) => LinkError::PeerClosed,
+        ConnectionError::MqttState(StateError::Io(e)) | ConnectionError::Io(e) if closed_by_peer(e) => {
+            LinkError::PeerClosed
+        }
         ConnectionError::MqttState(StateError::Deserialization(_)) | ConnectionError::NotConnAck(_) => {
             LinkError::Closed("the other side does not speak MQTT (invalid reply); check the address and port".into())
         }
@@ -330,8 +349,20 @@ mod tests {
         assert_eq!(io(ErrorKind::TimedOut), LinkError::Timeout);
         assert_eq!(io(ErrorKind::HostUnreachable), LinkError::Unreachable);
         assert_eq!(io(ErrorKind::NetworkUnreachable), LinkError::Unreachable);
-        assert!(matches!(io(ErrorKind::ConnectionReset), LinkError::Closed(_)));
+        assert_eq!(io(ErrorKind::ConnectionReset), LinkError::PeerClosed);
+        assert_eq!(io(ErrorKind::BrokenPipe), LinkError::PeerClosed);
+        assert_eq!(io(ErrorKind::UnexpectedEof), LinkError::PeerClosed);
         let tls = classify(&ConnectionError::Tls(rumqttc::TlsError::Io(Error::from(ErrorKind::HostUnreachable))));
         assert_eq!(tls, LinkError::Unreachable);
+    }
+
+    #[test]
+    fn peer_close_is_plain() {
+        let aborted = classify(&ConnectionError::MqttState(StateError::ConnectionAborted));
+        assert_eq!(aborted, LinkError::PeerClosed);
+        let reset = classify(&ConnectionError::MqttState(StateError::Io(Error::from(ErrorKind::ConnectionReset))));
+        assert_eq!(reset, LinkError::PeerClosed);
+        assert_eq!(aborted.describe(), "the broker closed the connection");
+        assert!(!aborted.describe().contains("Mqtt state"));
     }
 }

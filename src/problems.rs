@@ -135,6 +135,17 @@ mod tests {
     }
 
     #[test]
+    fn cleared_problem_is_first_again() {
+        let mut problems = Problems::new(Duration::from_secs(600));
+        let t0 = Instant::now();
+        assert_eq!(problems.record("a", t0), Report::First);
+        assert_eq!(problems.record("a", t0), Report::Quiet);
+        assert!(problems.clear("a"));
+        assert!(!problems.clear("a"));
+        assert_eq!(problems.record("a", t0), Report::First);
+    }
+
+    #[test]
     fn distinct_keys_are_capped() {
         let mut problems = Problems::new(Duration::from_secs(600));
         let now = Instant::now();

@@ -29,7 +29,8 @@ pub enum BridgeStatus {
     TlsUntrusted,
     /// Several GX devices are visible and none is adopted yet.
     MultipleGx,
-    /// The configuration has an invalid value.
+    /// The configuration has an invalid value, or points at no usable GX (the broker at
+    /// `gx_host` belongs to another GX, or scanning is off without a `gx_host`).
     ConfigError,
 }
 

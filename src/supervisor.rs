@@ -136,10 +136,11 @@ impl Supervisor {
     /// Asks for Home Assistant's broker until the Supervisor has one, with backoff
     /// between attempts (the reconnect delays of `timings`). Waits forever: an add-on
     /// with `mqtt:need` is useless without the broker, and the Supervisor restarts us
-    /// only if we exit. Repeated failures are logged at most once per minute.
+    /// only if we exit. A failure is logged once, then counted once per
+    /// `timings.problem_summary` (10 minutes unscaled) while it lasts.
     pub async fn wait_mqtt_service(&self, timings: &Timings) -> MqttService {
         let mut backoff = Backoff::new(timings.reconnect.0, timings.reconnect.1);
-        let mut problems = Problems::new(Duration::from_secs(60));
+        let mut problems = Problems::new(timings.problem_summary);
         let started = Instant::now();
         loop {
             match self.mqtt_service().await {
@@ -159,9 +160,9 @@ impl Supervisor {
                         problems,
                         "mqtt_not_ready",
                         Instant::now(),
-                        "waiting for Home Assistant's MQTT broker: the Supervisor has no MQTT \
-                         service yet; install and start the Mosquitto broker add-on if this \
-                         persists"
+                        "waiting for Home Assistant's MQTT broker: no MQTT broker add-on is \
+                         running. Install and start the Mosquitto broker add-on; the bridge \
+                         continues by itself once it runs"
                     );
                 }
                 Err(err) => {

@@ -11,6 +11,7 @@ use crate::gx::session::Action;
 use crate::gx::tls::{self, PinStore};
 use crate::gx::topic::{self, GxTopic};
 use crate::ha::discovery::gx_topic;
+use crate::ha::notify::SetupProblem;
 use crate::mqtt::{self, Link, LinkConfig, LinkError, LinkEvent};
 use crate::status::BridgeStatus;
 
@@ -182,13 +183,12 @@ impl Engine {
                     "the broker at {label} belongs to GX {portal}, not the adopted GX {expected}; not using it"
                 );
                 self.wrong_portal = Some(portal.clone());
-                self.set_status(
-                    BridgeStatus::ConfigError,
-                    format!(
-                        "The GX at {label} has portal id {portal}, but the bridge is set to use the GX {expected}. \
-                         To use this GX instead, set portal_id to {portal}; otherwise point gx_host at the GX {expected}."
-                    ),
+                let detail = format!(
+                    "The GX at {label} has portal id {portal}, but the bridge is set to use the GX {expected}. \
+                     To use this GX instead, set portal_id to {portal}; otherwise point gx_host at the GX {expected}."
                 );
+                let problem = SetupProblem::WrongGx { host: label, found: portal, expected };
+                self.set_setup_problem(problem, detail);
                 return;
             }
         }
@@ -248,12 +248,15 @@ impl Engine {
                     ),
                 );
             }
+            // The status line is the one log line for a loss, so it carries the cause.
+            other if was_up => {
+                self.set_status(
+                    BridgeStatus::Connecting,
+                    format!("The bridge lost the GX at {label}: {}. Reconnecting.", other.describe()),
+                );
+            }
             other => {
-                if was_up {
-                    tracing::warn!(gx = %label, error = %other.describe(), "lost the GX; reconnecting");
-                } else {
-                    crate::warn_limited!(self.problems, "gx_link", now, "cannot connect to the GX at {label}: {}", other.describe());
-                }
+                crate::warn_limited!(self.problems, "gx_link", now, "cannot connect to the GX at {label}: {}", other.describe());
                 self.set_status(BridgeStatus::Connecting, format!("Reconnecting to the GX at {label}: {}.", other.describe()));
             }
         }
@@ -375,10 +378,10 @@ impl Engine {
         self.gx_online = false;
         self.publish_retained(gx_topic(), b"offline".to_vec());
         let label = self.gx_label();
+        // Without a stale session the connection dropped, and `on_gx_disconnected` sets
+        // the status right after this with the link error as the cause.
         if self.session.is_stale() {
             self.set_status(BridgeStatus::Stale, format!("The GX at {label} stopped sending data ({reason}); asking it to resend everything."));
-        } else {
-            self.set_status(BridgeStatus::Connecting, format!("Lost the GX at {label} ({reason}); reconnecting."));
         }
         self.publish_status();
     }

@@ -46,8 +46,8 @@ impl Engine {
         let adopted = discovery::adoption::load(&config.data_dir).is_some();
         if !config.scan && config.host.is_none() && !adopted {
             // Nothing to search and nowhere to connect: say so and do nothing else.
-            self.set_status(
-                BridgeStatus::ConfigError,
+            self.set_setup_problem(
+                crate::ha::notify::SetupProblem::NoGxToFind,
                 "Scanning is switched off (scan: false) and no GX host is set, so the bridge cannot find the GX. \
                  Set gx_host, or switch scan back on.",
             );

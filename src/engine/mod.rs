@@ -21,7 +21,7 @@ use crate::clock::Timings;
 use crate::config::Settings;
 use crate::gx::session::Session;
 use crate::gx::tls::PinningVerifier;
-use crate::ha::notify::Notifier;
+use crate::ha::notify::{Notifier, WorkerOptions};
 use crate::ha::victron_gx;
 use crate::health::HealthReporter;
 use crate::model::normalise::{Changes, Normaliser};
@@ -129,7 +129,14 @@ impl Engine {
         let mut model = Normaliser::new(registry);
         model.set_time_scale(timings.throttle_scale);
         let ha = crate::mqtt::spawn(ha_config.clone(), 4096, 256);
-        let notifier = Notifier::spawn(supervisor.clone(), timings.reconnect);
+        let notifier = Notifier::spawn_with(
+            supervisor.clone(),
+            WorkerOptions {
+                retry: timings.reconnect,
+                problem_summary: timings.problem_summary,
+                dismiss_earlier: true,
+            },
+        );
         let schedule = victron_gx::Schedule::scaled(settings.time_scale);
         let victron_gx = supervisor.clone().map(|s| victron_gx::spawn_with(s, schedule));
         let (internal_tx, internal_rx) = mpsc::channel(8);

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::Engine;
 use crate::config::Settings;
 use crate::ha::discovery::{attributes_topic, state_topic};
+use crate::ha::notify::{notice_for, Notice, SetupProblem};
 use crate::status::BridgeStatus;
 
 /// What `sensor.vt_bridge_status` shows, and its attributes.
@@ -14,6 +15,8 @@ use crate::status::BridgeStatus;
 pub struct BridgeState {
     link: BridgeStatus,
     detail: String,
+    /// Cause of a `config_error` link status when the options point at no usable GX.
+    setup_problem: Option<SetupProblem>,
     config_errors: Vec<String>,
     gx_host: Option<String>,
     portal_id: Option<String>,
@@ -29,6 +32,7 @@ impl BridgeState {
         BridgeState {
             link: BridgeStatus::Starting,
             detail: "Starting.".into(),
+            setup_problem: None,
             config_errors: settings.config_errors.clone(),
             gx_host: None,
             portal_id: None,
@@ -55,7 +59,7 @@ impl BridgeState {
     }
 
     pub fn detail(&self) -> String {
-        if self.shown() == BridgeStatus::ConfigError {
+        if self.shown() == BridgeStatus::ConfigError && !self.config_errors.is_empty() {
             format!(
                 "The add-on configuration has invalid values, which were ignored: {}. {}",
                 self.config_errors.join("; "),
@@ -72,7 +76,17 @@ impl BridgeState {
         let changed = self.link != link || self.detail != detail;
         self.link = link;
         self.detail = detail;
+        self.setup_problem = None;
         changed
+    }
+
+    /// Sets the link status to `config_error` for `problem`; returns true when what the
+    /// user sees changed.
+    pub fn set_setup_problem(&mut self, problem: SetupProblem, detail: impl Into<String>) -> bool {
+        let new_problem = self.setup_problem.as_ref() != Some(&problem);
+        let changed = self.set(BridgeStatus::ConfigError, detail);
+        self.setup_problem = Some(problem);
+        changed || new_problem
     }
 
     pub fn set_gx(&mut self, host: Option<String>, portal: Option<String>) {
@@ -148,6 +162,15 @@ impl BridgeState {
         }
     }
 
+    /// Builds the notification for the shown status, or `None` when it needs nothing from
+    /// the user. A setup problem has its own words, which name the options to change.
+    pub fn notice(&self) -> Option<Notice> {
+        match &self.setup_problem {
+            Some(problem) if self.link == BridgeStatus::ConfigError => Some(problem.notice()),
+            _ => notice_for(self.shown(), &self.notice_detail()),
+        }
+    }
+
     pub fn tick(&mut self, _now: Instant) {}
 }
 
@@ -180,18 +203,74 @@ impl Engine {
         self.publish_retained(attributes_topic("bridge_status"), self.status.attributes().to_string().into_bytes());
         let connected = if self.gx_online { "ON" } else { "OFF" };
         self.publish_retained(state_topic("gx_connected"), connected.as_bytes().to_vec());
-        self.notify_status(shown);
+        self.notify_status();
     }
 
-    fn notify_status(&mut self, shown: BridgeStatus) {
-        let detail = self.status.notice_detail();
-        self.notifier.status_changed(shown, &detail);
+    /// Sets the link status to `config_error` for `problem`, publishes it and updates
+    /// the notification.
+    pub(super) fn set_setup_problem(&mut self, problem: SetupProblem, detail: impl Into<String>) {
+        if self.status.set_setup_problem(problem, detail) {
+            self.publish_status();
+        }
+    }
+
+    fn notify_status(&mut self) {
+        self.notifier.show(self.status.notice());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state_with_errors(config_errors: &[&str]) -> BridgeState {
+        let mut settings = crate::config::merge(&crate::cli::RunArgs::default(), false);
+        settings.config_errors = config_errors.iter().map(|e| e.to_string()).collect();
+        BridgeState::new(&settings)
+    }
+
+    fn wrong_gx() -> SetupProblem {
+        SetupProblem::WrongGx {
+            host: "192.0.2.10:1883".into(),
+            found: "c0619ab0d0e1".into(),
+            expected: "c0619ab0aaaa".into(),
+        }
+    }
+
+    #[test]
+    fn setup_problem_has_own_notice() {
+        let mut state = state_with_errors(&[]);
+        assert!(state.set_setup_problem(wrong_gx(), "The GX at 192.0.2.10:1883 has portal id c0619ab0d0e1."));
+        assert_eq!(state.shown(), BridgeStatus::ConfigError);
+        assert_eq!(state.notice(), Some(wrong_gx().notice()));
+        assert!(!state.detail().contains("invalid"), "{}", state.detail());
+
+        assert!(!state.set_setup_problem(wrong_gx(), "The GX at 192.0.2.10:1883 has portal id c0619ab0d0e1."));
+        assert!(state.set_setup_problem(SetupProblem::NoGxToFind, "The GX at 192.0.2.10:1883 has portal id c0619ab0d0e1."));
+        assert_eq!(state.notice(), Some(SetupProblem::NoGxToFind.notice()));
+    }
+
+    #[test]
+    fn setup_problem_cleared_by_status() {
+        let mut state = state_with_errors(&[]);
+        state.set_setup_problem(wrong_gx(), "wrong GX");
+        state.set(BridgeStatus::Connecting, "Connecting.");
+        assert_eq!(state.notice(), None);
+        state.set(BridgeStatus::ConfigError, "other");
+        let notice = state.notice().unwrap();
+        assert_ne!(notice, wrong_gx().notice());
+    }
+
+    #[test]
+    fn invalid_options_keep_their_notice() {
+        let mut state = state_with_errors(&["gx_port: 0 is not a port"]);
+        state.set(BridgeStatus::Connecting, "Connecting.");
+        let notice = state.notice().unwrap();
+        assert_eq!(notice.id, "roamcore_victron_config_error");
+        assert!(notice.title.contains("invalid option"), "{}", notice.title);
+        assert!(notice.message.contains("gx_port: 0"), "{}", notice.message);
+        assert!(state.detail().contains("were ignored: gx_port: 0"), "{}", state.detail());
+    }
 
     #[test]
     fn firmware_formats() {

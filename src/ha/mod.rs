@@ -3,6 +3,7 @@
 
 pub mod core_ws;
 pub mod discovery;
+pub mod notice;
 pub mod notify;
 pub mod state;
 pub mod victron_gx;

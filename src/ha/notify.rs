@@ -11,102 +11,44 @@
 //! task makes the HTTP calls. The add-on starts before Home Assistant Core (startup
 //! `services`), so the first calls often fail with HTTP 502 from the Core proxy; the
 //! worker retries with backoff until they succeed or the wanted notice changes.
+//!
+//! Home Assistant keeps a notification until it is dismissed or Core restarts, and an
+//! add-on restart does neither. So the engine's worker starts by dismissing every fixed
+//! notice id except the wanted one: a notice left by an earlier run goes once its problem
+//! is fixed, even when the owner restarted the add-on to fix it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
+use crate::problems::Problems;
 use crate::status::BridgeStatus;
 use crate::supervisor::Supervisor;
 
-/// One persistent notification: what the user sees in Home Assistant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    /// Stable per problem, e.g. `roamcore_victron_mqtt_disabled`.
-    pub id: String,
-    pub title: String,
-    /// Markdown, as Home Assistant renders it.
-    pub message: String,
-}
+pub use super::notice::{notice_for, notice_ids, Notice, SetupProblem};
+
+/// Key of failed notification calls in the worker's [`Problems`] table.
+const UPDATE_FAILED: &str = "notification_update";
 
 /// A call the worker makes to bring Home Assistant to the wanted notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create(Notice),
     Dismiss(String),
+    /// Dismisses a notice that an earlier run may have left. Usually there is none, so
+    /// this is logged at debug only.
+    DismissEarlier(String),
 }
 
-/// Builds the notice for `status`, or `None` when the status needs nothing from the user.
-/// `detail` is the bridge's own sentence about the case (GX address and portal id, the GX
-/// devices seen, the invalid options); it becomes a paragraph of its own and may be empty.
-pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
-    if !status.needs_user() {
-        return None;
-    }
-    let detail = detail.trim();
-    let (title, message) = match status {
-        BridgeStatus::MqttDisabled => (
-            "Victron GX: MQTT access is off",
-            format!(
-                "RoamCore Victron found a Victron GX, but MQTT access is switched off on \
-                 it, so no values can be read.\n\n\
-                 On the GX (its screen or Remote Console), open **Settings → Integrations → \
-                 MQTT Access** and switch it on. On Venus OS before 3.50 the switch is under \
-                 **Settings → Services**. The bridge connects by itself once MQTT is on; \
-                 nothing needs restarting."
-            ),
-        ),
-        BridgeStatus::AuthRequired => (
-            "Victron GX: password needed",
-            format!(
-                "The Victron GX rejected RoamCore Victron's login. Its local network \
-                 security profile (Secured or Weak) protects MQTT with the GX password.\n\n\
-                 Open the RoamCore Victron add-on's **Configuration** tab, enter the GX \
-                 password (the one for Remote Console and the GX web page) as **GX \
-                 password**, switch on **Use TLS** if the profile is Secured, save and \
-                 restart the add-on. The profile is shown on the GX under **Settings → \
-                 General → Access & Security**."
-            ),
-        ),
-        BridgeStatus::TlsUntrusted => (
-            "Victron GX: certificate changed",
-            format!(
-                "The Victron GX presented a TLS certificate that differs from the one \
-                 RoamCore Victron stored when it first connected, so the bridge does not \
-                 trust it and stays disconnected.\n\n\
-                 This is expected after a factory reset or a replacement of the GX. It can \
-                 also mean that another device answers at the GX's address. If you reset or \
-                 replaced the GX, switch on the add-on option **Trust the GX's new \
-                 certificate** once and restart the add-on."
-            ),
-        ),
-        BridgeStatus::MultipleGx => (
-            "Victron GX: more than one found",
-            format!(
-                "RoamCore Victron sees more than one Victron GX on the network and will \
-                 not guess which one belongs to this vehicle.\n\n\
-                 Enter the portal id of yours as **GX portal id** in the RoamCore Victron \
-                 add-on's **Configuration** tab, save and restart the add-on. The GX shows \
-                 its portal id under **Settings → VRM**, and it is printed on its label."
-            ),
-        ),
-        BridgeStatus::ConfigError => (
-            "RoamCore Victron: invalid option",
-            format!(
-                "Some options of the RoamCore Victron add-on are invalid and were ignored.\n\n\
-                 Correct them in the add-on's **Configuration** tab, save and restart the \
-                 add-on. The add-on log names each invalid option."
-            ),
-        ),
-        _ => return None,
-    };
-    let message = if detail.is_empty() { message } else { format!("{message}\n\n**What the bridge reports:** {detail}") };
-    Some(Notice {
-        id: format!("roamcore_victron_{}", status.as_str()),
-        title: title.to_string(),
-        message,
-    })
+/// Lists the dismissals of the notices an earlier run may have left (`earlier`), except
+/// the `wanted` one, which [`plan`] creates instead.
+pub fn plan_earlier(earlier: &[String], wanted: Option<&Notice>) -> Vec<Action> {
+    earlier
+        .iter()
+        .filter(|id| wanted.is_none_or(|notice| notice.id != **id))
+        .map(|id| Action::DismissEarlier(id.clone()))
+        .collect()
 }
 
 /// Lists the calls that turn the `shown` notice into the `wanted` one: dismiss a notice
@@ -128,6 +70,18 @@ pub struct Notifier {
     wanted: watch::Sender<Wanted>,
 }
 
+/// Retry, logging and start options of the notifier's worker.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// First and largest delay between attempts of a failed call.
+    pub retry: (Duration, Duration),
+    /// Interval of the repeat-count line while calls keep failing.
+    pub problem_summary: Duration,
+    /// Dismissal of every other notice id once Core accepts calls, for the notices that an
+    /// earlier run may have left.
+    pub dismiss_earlier: bool,
+}
+
 /// The notice the engine wants shown, and a counter that forces a re-send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Wanted {
@@ -138,17 +92,33 @@ struct Wanted {
 impl Notifier {
     /// Starts the worker task on the current tokio runtime. With `supervisor` = `None`
     /// (not running as an add-on) notices are only logged. `retry` is the first and
-    /// largest delay between attempts of a failed call.
+    /// largest delay between attempts of a failed call. Notices of an earlier run are
+    /// left alone, and failures are counted every 10 minutes.
     pub fn spawn(supervisor: Option<Supervisor>, retry: (Duration, Duration)) -> Notifier {
+        let options = WorkerOptions {
+            retry,
+            problem_summary: Duration::from_secs(600),
+            dismiss_earlier: false,
+        };
+        Notifier::spawn_with(supervisor, options)
+    }
+
+    /// Starts the worker task like [`Notifier::spawn`], with all of its options.
+    pub fn spawn_with(supervisor: Option<Supervisor>, options: WorkerOptions) -> Notifier {
         let (wanted, receiver) = watch::channel(Wanted::default());
-        tokio::spawn(run_worker(supervisor, receiver, retry));
+        tokio::spawn(run_worker(supervisor, receiver, options));
         Notifier { wanted }
     }
 
     /// Reports the current bridge status. Cheap and non-blocking; call it on every change
     /// (repeats with the same words cost nothing).
     pub fn status_changed(&self, status: BridgeStatus, detail: &str) {
-        let notice = notice_for(status, detail);
+        self.show(notice_for(status, detail));
+    }
+
+    /// Reports the notice to show, or `None` for none, like [`Notifier::status_changed`]
+    /// for a notice built elsewhere (a [`SetupProblem`]).
+    pub fn show(&self, notice: Option<Notice>) {
         self.wanted.send_if_modified(|wanted| {
             if wanted.notice == notice {
                 return false;
@@ -168,36 +138,54 @@ impl Notifier {
 async fn run_worker(
     supervisor: Option<Supervisor>,
     mut receiver: watch::Receiver<Wanted>,
-    retry: (Duration, Duration),
+    options: WorkerOptions,
 ) {
     let mut shown: Option<Notice> = None;
     let mut refreshed = 0u64;
-    let mut backoff = Backoff::new(retry.0, retry.1);
+    let mut backoff = Backoff::new(options.retry.0, options.retry.1);
+    let mut problems = Problems::new(options.problem_summary);
+    let mut failures = 0u64;
+    // Without a Supervisor there is no Home Assistant to clean up.
+    let mut earlier = if options.dismiss_earlier && supervisor.is_some() {
+        notice_ids()
+    } else {
+        Vec::new()
+    };
 
     loop {
         let wanted = receiver.borrow_and_update().clone();
-        let mut actions = plan(shown.as_ref(), wanted.notice.as_ref());
-        if actions.is_empty() && wanted.refresh != refreshed {
+        let mut changes = plan(shown.as_ref(), wanted.notice.as_ref());
+        if changes.is_empty() && wanted.refresh != refreshed {
             if let Some(notice) = &wanted.notice {
-                actions.push(Action::Create(notice.clone()));
+                changes.push(Action::Create(notice.clone()));
             }
         }
+        // The wanted notice first: it is what the owner needs to see.
+        let mut actions = changes;
+        actions.extend(plan_earlier(&earlier, wanted.notice.as_ref()));
 
         let mut failed = false;
         for action in &actions {
             if let Err(err) = perform(supervisor.as_ref(), action).await {
-                tracing::warn!(
-                    action = %action_name(action),
-                    error = %err,
-                    "cannot update the notification in Home Assistant; will retry"
+                failures += 1;
+                crate::warn_limited!(
+                    problems,
+                    UPDATE_FAILED,
+                    Instant::now(),
+                    "cannot update the notification in Home Assistant ({}): {err}; retrying",
+                    action_name(action)
                 );
                 failed = true;
                 break;
             }
-            shown = match action {
-                Action::Create(notice) => Some(notice.clone()),
-                Action::Dismiss(_) => None,
-            };
+            match action {
+                Action::Create(notice) => {
+                    earlier.retain(|id| *id != notice.id);
+                    shown = Some(notice.clone());
+                }
+                Action::Dismiss(_) => shown = None,
+                Action::DismissEarlier(id) => earlier.retain(|earlier_id| earlier_id != id),
+            }
         }
 
         if failed {
@@ -206,6 +194,14 @@ async fn run_worker(
                 _ = tokio::time::sleep(backoff.next_delay()) => continue,
                 changed = receiver.changed() => if changed.is_err() { return } else { continue },
             }
+        }
+        if failures > 0 {
+            tracing::info!(
+                failed_calls = failures,
+                "notification update in Home Assistant succeeded after failed attempts"
+            );
+            problems.clear(UPDATE_FAILED);
+            failures = 0;
         }
         backoff.reset();
         refreshed = wanted.refresh;
@@ -218,7 +214,7 @@ async fn run_worker(
 fn action_name(action: &Action) -> String {
     match action {
         Action::Create(notice) => format!("create {}", notice.id),
-        Action::Dismiss(id) => format!("dismiss {id}"),
+        Action::Dismiss(id) | Action::DismissEarlier(id) => format!("dismiss {id}"),
     }
 }
 
@@ -243,9 +239,14 @@ async fn perform(
                 one_line(&notice.message)
             );
         }
+        (Some(supervisor), Action::DismissEarlier(id)) => {
+            supervisor.dismiss_notification(id).await?;
+            tracing::debug!(notification_id = %id, "notification of an earlier run dismissed, if any");
+        }
         (None, Action::Dismiss(id)) => {
             tracing::info!(notification_id = %id, "problem solved");
         }
+        (None, Action::DismissEarlier(_)) => {}
     }
     Ok(())
 }
@@ -258,27 +259,6 @@ fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_user_status_has_a_notice() {
-        for status in BridgeStatus::ALL {
-            let notice = notice_for(status, "10.0.0.5, portal c0619ab0d0e1");
-            assert_eq!(notice.is_some(), status.needs_user(), "{status}");
-            if let Some(notice) = notice {
-                assert_eq!(notice.id, format!("roamcore_victron_{}", status.as_str()));
-                assert!(notice.message.contains("10.0.0.5"), "{status}: detail missing");
-                assert!(!notice.title.is_empty());
-            }
-        }
-    }
-
-    #[test]
-    fn notice_without_detail_reads_cleanly() {
-        let notice = notice_for(BridgeStatus::MqttDisabled, "").unwrap();
-        assert!(notice.message.starts_with("RoamCore Victron found a Victron GX, but"));
-        let notice = notice_for(BridgeStatus::ConfigError, " ").unwrap();
-        assert!(notice.message.contains("were ignored.\n"), "{}", notice.message);
-    }
 
     #[test]
     fn plan_cases() {
@@ -295,6 +275,22 @@ mod tests {
             plan(Some(&a), Some(&b)),
             vec![Action::Dismiss(a.id.clone()), Action::Create(b.clone())]
         );
+    }
+
+    #[test]
+    fn plan_earlier_keeps_wanted() {
+        let earlier = notice_ids();
+        let wanted = notice_for(BridgeStatus::AuthRequired, "x").unwrap();
+
+        let all = plan_earlier(&earlier, None);
+        assert_eq!(all.len(), earlier.len());
+        assert!(all.contains(&Action::DismissEarlier("roamcore_victron_mqtt_disabled".into())));
+
+        let others = plan_earlier(&earlier, Some(&wanted));
+        assert_eq!(others.len(), earlier.len() - 1);
+        assert!(!others.contains(&Action::DismissEarlier(wanted.id.clone())));
+
+        assert_eq!(plan_earlier(&[], Some(&wanted)), vec![]);
     }
 
     #[test]

@@ -217,7 +217,6 @@ fn simulator(broker: &Mosquitto) -> Running {
 /// restarts; an add-on restart does neither. The owner who fixes the GX and restarts the
 /// add-on (as the notice asks) must see the notice go once the bridge connects.
 #[test]
-#[ignore = "bug: a notification created before an add-on restart is never dismissed"]
 fn notice_dismissed_after_restart() {
     let ha = Mosquitto::start();
     let supervisor = fake_supervisor(ha.port);
@@ -279,7 +278,6 @@ fn notice_dismissed_after_restart() {
 /// repeated problem is warned once and then counted every 10 minutes, so an hour may
 /// cost a handful of lines, not one per retry.
 #[test]
-#[ignore = "bug: every failed notification retry logs a warning, about 120 an hour"]
 fn core_down_hour_log_lines() {
     // An hour takes 30 s.
     const SCALE: f64 = 120.0;
@@ -349,7 +347,6 @@ async fn mqtt_switched_off_reported() {
 /// profile allows only a few `/proc/<pid>/net` files, so every check would fail.
 /// (This kernel has no AppArmor, so the profile text is checked.)
 #[test]
-#[ignore = "bug: the AppArmor profile denies the /proc/<pid>/cmdline read of the health check"]
 fn apparmor_allows_health_check() {
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("roamcore_victron/apparmor.txt");
     let text = std::fs::read_to_string(&profile).unwrap();
@@ -380,7 +377,6 @@ fn notification_body(supervisor: &FakeServer, path: &str, id: &str) -> Option<Va
 /// ignored, yet the notice states that invalid options were ignored and that the log
 /// names them.
 #[test]
-#[ignore = "bug: a GX with another portal id is notified as 'invalid option ... ignored'"]
 fn wrong_portal_notice_wording() {
     let ha = Mosquitto::start();
     let gx = Mosquitto::start();
@@ -752,7 +748,6 @@ fn adopted_gx_powered_on_late() {
 /// was lost, in plain words. The bridge writes two (an info line for the status and a
 /// warning for the link), and the warning quotes the MQTT library's error text.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a GX loss is logged twice, with rumqttc's 'Mqtt state' error text"]
 async fn gx_loss_log_wording() {
     let mut rig = Rig::start(RigOptions::default()).await;
     rig.wait_consistent(Duration::from_secs(20))
@@ -932,7 +927,6 @@ fn mqtt_off_after_discovery_reported() {
 /// once and then counted every 10 minutes; this one repeats every minute, a window that
 /// `--time-scale` does not shorten, so the test runs at time scale 1 for 130 s.
 #[test]
-#[ignore = "bug: the missing MQTT service is warned every minute, not every 10 minutes"]
 fn mqtt_service_missing_log_lines() {
     let supervisor = FakeServer::start(
         Arc::new(|call: &Call| match call.path.as_str() {
