@@ -735,7 +735,6 @@ fn adopted_gx_late(tag: &str, broker_early: bool) {
 /// Discovery tries the adopted GX's address once at start, calls it "a broker that is
 /// not a GX" and, with scan off, never tries it again (seen: not connected after 200 s).
 #[test]
-#[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
 fn adopted_gx_serial_late() {
     adopted_gx_late("serial", true);
 }
@@ -743,7 +742,6 @@ fn adopted_gx_serial_late() {
 /// Van power-up with Home Assistant up before the GX: nothing listens at the adopted
 /// GX's address yet. Same cause as `adopted_gx_serial_late`: one try at start only.
 #[test]
-#[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
 fn adopted_gx_powered_on_late() {
     adopted_gx_late("power", false);
 }

@@ -147,8 +147,9 @@ impl Runner {
             // fetch; a second GX that only the sweep finds comes too late, and the first
             // one found is adopted alone.
             settle: Duration::from_secs(5),
-            recheck: Duration::from_secs(30),
+            recheck: Duration::from_secs(30).div_f64(config.time_scale.max(1.0)),
             retry: config.timings.reconnect,
+            time_scale: config.time_scale,
         };
         let (machine, actions) = Machine::new(machine_config, adopted, configured, now);
         let validate_config = ValidateConfig {
@@ -358,6 +359,9 @@ impl Runner {
         let pin = expected.as_deref().and_then(|p| self.pins.get(p));
         let budget = self.budget.clone();
         let probes_allowed = self.mode == Some(ScanMode::Active);
+        // The adopted GX's own address is probed with scanning on or off: closed MQTT
+        // ports there mean MQTT access is off only if the host still looks like a GX.
+        let adopted_address = candidate.method == Method::Cached && candidate.evidence.is_none();
         let outcomes = self.outcomes_tx.clone();
         self.validating = Some(tokio::spawn(async move {
             budget.take(VALIDATION_PACKETS).await;
@@ -365,12 +369,17 @@ impl Runner {
             let outcome = validate::validate(&candidate, &config, pin, expected.as_deref()).await;
             let unexplained =
                 matches!(outcome, Outcome::LoginRejected { .. } | Outcome::PortsClosed);
-            if unexplained && probes_allowed && candidate.portal_hint.is_none() {
+            let probe_unknown = probes_allowed && candidate.portal_hint.is_none();
+            let probe_adopted = adopted_address && outcome == Outcome::PortsClosed;
+            if unexplained && (probe_unknown || probe_adopted) {
                 let evidence =
                     probe::probe_gx(candidate.host, &budget, Duration::from_secs(3)).await;
                 if evidence.is_gx() {
                     candidate.evidence = Some(evidence.signs.join("; "));
-                    candidate.portal_hint = evidence.portal_id;
+                    // Modbus may name another GX at the adopted address.
+                    if evidence.portal_id.is_some() {
+                        candidate.portal_hint = evidence.portal_id;
+                    }
                 }
             }
             let _ = outcomes.send((candidate, outcome));

@@ -1,0 +1,100 @@
+//! Unit tests of the adopted GX's last known address: tries with backoff while the GX
+//! is away, with scanning on or off, and waits divided by the time scale.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::adoption::Adoption;
+use super::candidate::{Candidate, Method, Outcome};
+use super::machine::{Machine, MachineConfig, Phase};
+use super::machine_tests::{config, gx, ip, statuses, used, validate_next, GX_A};
+use crate::status::BridgeStatus;
+
+fn adopted_at(host: IpAddr) -> Adoption {
+    Adoption { portal_id: GX_A.into(), host, port: 1883, tls: false, model: None, firmware: None }
+}
+
+/// Ticks the machine once a second over `seconds` (counted from `t0`) and ends every
+/// validation with `outcome`. Returns the seconds at which a validation started and every
+/// status emitted.
+fn run_tries(
+    machine: &mut Machine,
+    t0: Instant,
+    seconds: std::ops::Range<u64>,
+    outcome: &Outcome,
+) -> (Vec<u64>, Vec<BridgeStatus>) {
+    let mut tries = Vec::new();
+    let mut emitted = Vec::new();
+    for s in seconds {
+        let now = t0 + Duration::from_secs(s);
+        emitted.extend(statuses(&machine.on_tick(now)));
+        let (candidate, actions) = machine.next_validation(now);
+        emitted.extend(statuses(&actions));
+        if let Some(candidate) = candidate {
+            tries.push(s);
+            emitted.extend(statuses(&machine.on_outcome(&candidate, outcome.clone(), now)));
+        }
+    }
+    (tries, emitted)
+}
+
+#[test]
+fn scan_off_adopted_address_retried() {
+    let t0 = Instant::now();
+    let config = MachineConfig { scan: false, ..config() };
+    let (mut machine, actions) = Machine::new(config, Some(adopted_at(ip(20))), None, t0);
+    assert_eq!(statuses(&actions), vec![BridgeStatus::Searching]);
+
+    // Nothing listens yet: the GX is still off.
+    let (host, actions) = validate_next(&mut machine, Outcome::PortsClosed, t0);
+    assert_eq!(host, ip(20));
+    assert_eq!(statuses(&actions), vec![BridgeStatus::Validating, BridgeStatus::Searching]);
+
+    let (tries, emitted) = run_tries(&mut machine, t0, 1..300, &Outcome::PortsClosed);
+    assert!(tries.len() >= 8, "tries at {tries:?}");
+    let gaps: Vec<u64> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g <= 31), "at most 30 s apart: {gaps:?}");
+    assert!(gaps.windows(2).all(|w| w[1] >= w[0]), "gaps grow: {gaps:?}");
+    assert!(emitted.is_empty(), "a retry changes no status: {emitted:?}");
+
+    // The GX is up: the next try adopts it again.
+    let (tries, _) = run_tries(&mut machine, t0, 300..340, &gx(GX_A));
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert!(matches!(machine.phase(), Phase::Connecting(e) if e.host == ip(20)));
+}
+
+#[test]
+fn adopted_broker_without_serial_retried() {
+    let t0 = Instant::now();
+    let config = MachineConfig { scan: false, ..config() };
+    let (mut machine, _) = Machine::new(config, Some(adopted_at(ip(20))), None, t0);
+
+    // The GX's broker runs, but dbus-flashmq has not published the Serial yet.
+    let (_, actions) = validate_next(&mut machine, Outcome::NotGx { port: 1883 }, t0);
+    assert_eq!(used(&actions), None);
+    assert_eq!(machine.phase(), &Phase::Searching);
+
+    let (tries, _) = run_tries(&mut machine, t0, 1..20, &Outcome::NotGx { port: 1883 });
+    assert!(tries.len() >= 3, "tried again at {tries:?}");
+    let now = t0 + Duration::from_secs(40);
+    machine.on_tick(now);
+    let (_, actions) = validate_next(&mut machine, gx(GX_A), now);
+    assert_eq!(used(&actions).as_deref(), Some(GX_A));
+}
+
+#[test]
+fn other_broker_wait_follows_time_scale() {
+    let t0 = Instant::now();
+    let config = MachineConfig { time_scale: 10.0, ..config() };
+    let (mut machine, _) = Machine::new(config, None, None, t0);
+    machine.on_candidate(Candidate::new(ip(5), Method::Sweep), t0);
+    validate_next(&mut machine, Outcome::NotGx { port: 1883 }, t0);
+
+    // 1800 s in production, 180 s at time scale 10.
+    let before = t0 + Duration::from_secs(170);
+    machine.on_candidate(Candidate::new(ip(5), Method::Sweep), before);
+    assert!(machine.next_validation(before).0.is_none());
+    let after = t0 + Duration::from_secs(181);
+    machine.on_candidate(Candidate::new(ip(5), Method::Sweep), after);
+    assert_eq!(machine.next_validation(after).0.map(|c| c.host), Some(ip(5)));
+}
