@@ -1,12 +1,14 @@
 //! Unit tests of the adopted GX's last known address: tries with backoff while the GX
-//! is away, with scanning on or off, and waits divided by the time scale.
+//! is away, with scanning on or off, a status that stays put while the GX link is down,
+//! and waits divided by the time scale.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::adoption::Adoption;
 use super::candidate::{Candidate, Method, Outcome};
-use super::machine::{Machine, MachineConfig, Phase};
+use super::machine::{Action, Machine, MachineConfig, Phase};
+use super::{DiscoveryEvent, LinkReport};
 use super::machine_tests::{config, gx, ip, statuses, used, validate_next, GX_A};
 use crate::status::BridgeStatus;
 
@@ -97,4 +99,63 @@ fn other_broker_wait_follows_time_scale() {
     let after = t0 + Duration::from_secs(181);
     machine.on_candidate(Candidate::new(ip(5), Method::Sweep), after);
     assert_eq!(machine.next_validation(after).0.map(|c| c.host), Some(ip(5)));
+}
+
+/// Validates the adopted address at `t0` and reports the link connected.
+fn connected(config: MachineConfig, t0: Instant) -> Machine {
+    let (mut machine, _) = Machine::new(config, Some(adopted_at(ip(20))), None, t0);
+    let (_, actions) = validate_next(&mut machine, gx(GX_A), t0);
+    let endpoint = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Emit(DiscoveryEvent::Use(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("the adopted GX is used");
+    machine.on_link(LinkReport::Connected(endpoint), t0);
+    machine
+}
+
+#[test]
+fn link_loss_keeps_auth_required() {
+    let t0 = Instant::now();
+    let mut machine = connected(MachineConfig { scan: false, ..config() }, t0);
+
+    // The owner sets a password on the GX: the link's login is rejected.
+    let t1 = t0 + Duration::from_secs(100);
+    let actions = machine.on_link(LinkReport::AuthFailed, t1);
+    assert_eq!(statuses(&actions), vec![BridgeStatus::AuthRequired]);
+
+    // The engine also reports the link lost; the hold and its status stay.
+    let actions = machine.on_link(LinkReport::Lost, t1 + Duration::from_secs(30));
+    assert!(statuses(&actions).is_empty(), "{actions:?}");
+    assert_eq!(machine.phase(), &Phase::AuthRequired(ip(20)));
+
+    // The check a minute later still carries the adopted GX's portal id.
+    let now = t1 + Duration::from_secs(61);
+    machine.on_tick(now);
+    let (candidate, actions) = machine.next_validation(now);
+    assert!(statuses(&actions).is_empty(), "{actions:?}");
+    let candidate = candidate.expect("the held address is checked again");
+    assert_eq!(candidate.portal_hint.as_deref(), Some(GX_A));
+    let rejected = Outcome::LoginRejected { port: 1883, tls: false };
+    let actions = machine.on_outcome(&candidate, rejected, now);
+    assert!(statuses(&actions).is_empty(), "{actions:?}");
+    assert_eq!(machine.phase(), &Phase::AuthRequired(ip(20)));
+}
+
+#[test]
+fn link_loss_status_stays_searching() {
+    let t0 = Instant::now();
+    let mut machine = connected(MachineConfig { scan: false, ..config() }, t0);
+
+    let t1 = t0 + Duration::from_secs(100);
+    let actions = machine.on_link(LinkReport::Lost, t1);
+    assert_eq!(statuses(&actions), vec![BridgeStatus::Searching]);
+
+    // Every try of the last address, the first one included, keeps `searching`.
+    let seconds = 100..400;
+    let (tries, emitted) = run_tries(&mut machine, t0, seconds, &Outcome::Unreachable);
+    assert!(tries.len() >= 8, "tries at {tries:?}");
+    assert!(emitted.is_empty(), "{emitted:?}");
 }

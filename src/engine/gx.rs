@@ -207,6 +207,8 @@ impl Engine {
         self.lan_link_down(&error, now);
 
         match error {
+            // Discovery took the GX over (`lan_link_down`) and reports these in its own words.
+            LinkError::Auth | LinkError::PinMismatch if self.lan.is_some() => {}
             LinkError::Auth => {
                 self.set_status(
                     BridgeStatus::AuthRequired,

@@ -541,7 +541,6 @@ fn kill(process: &mut Running) {
 /// notice that stays until the password is set. Here the GX link and discovery each set
 /// the status with their own words, and the lost link's `searching` dismisses the notice.
 #[test]
-#[ignore = "bug: with discovery, the auth_required notice is dismissed and re-raised"]
 fn gx_gets_password_after_discovery() {
     const SCALE: f64 = 10.0;
     let Some(net) = LoopbackNet::create("pw") else {
@@ -891,7 +890,6 @@ fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
 /// turn (`searching`, `validating`, `connecting`) at every retry, and each change is an
 /// info line and a new state of `sensor.vt_bridge_status`.
 #[test]
-#[ignore = "bug: after discovery, a GX outage flips the status three times per retry"]
 fn gx_outage_after_discovery_log_lines() {
     const MAX_LINES: usize = 10;
     let Some(lines) = mqtt_off_after_discovery("flap") else {

@@ -100,8 +100,9 @@ impl Machine {
                 if self.is_holding() {
                     return actions;
                 }
+                // The engine logs the loss, and the status line shows what follows.
                 let last = self.adopted.as_ref().map(|a| a.host);
-                tracing::info!(last = ?last, "the GX link was lost; searching again, last address first");
+                tracing::debug!(last = ?last, "the GX link was lost; searching again, last address first");
                 self.phase = Phase::Searching;
                 self.resume = Phase::Searching;
                 self.start_cached_retry(now);

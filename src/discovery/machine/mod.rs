@@ -108,6 +108,9 @@ pub struct Machine {
     last_status: Option<(BridgeStatus, String)>,
     /// Next try of the last known address while searching, and how many tries so far.
     cached_retry: Option<(Instant, u32)>,
+    /// The next check of the last known address shows `validating`: only the first one
+    /// after start. After a lost link the status stays at searching for that address.
+    announce_cached: bool,
     /// Next check of the host a hold state is about.
     hold_retry_at: Option<Instant>,
 }
@@ -135,6 +138,7 @@ impl Machine {
             others: BTreeMap::new(),
             last_status: None,
             cached_retry: None,
+            announce_cached: true,
             hold_retry_at: None,
         };
         // A replacement named by the user makes the old adoption irrelevant for searching.
@@ -327,7 +331,10 @@ impl Machine {
         self.phase = Phase::Validating(candidate.host);
         // A retry of the last known address keeps the status at searching, so a GX that
         // stays away changes the status once, not twice per try.
-        let quiet = candidate.method == Method::Cached && self.cached_retrying();
+        let quiet = candidate.method == Method::Cached && !self.announce_cached;
+        if candidate.method == Method::Cached {
+            self.announce_cached = false;
+        }
         if self.resume == Phase::Searching && !quiet {
             self.emit_status(&mut actions);
         }
