@@ -310,7 +310,6 @@ fn core_down_hour_log_lines() {
 /// has MQTT off. The user guide says `mqtt_disabled` and a notification report exactly
 /// this case; the bridge shows `connecting` instead.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a known GX that switches MQTT off stays 'connecting' forever, with no notice"]
 async fn mqtt_switched_off_reported() {
     const SCALE: f64 = 60.0;
     let options = RigOptions {
