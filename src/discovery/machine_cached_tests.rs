@@ -159,3 +159,41 @@ fn link_loss_status_stays_searching() {
     assert!(tries.len() >= 8, "tries at {tries:?}");
     assert!(emitted.is_empty(), "{emitted:?}");
 }
+
+#[test]
+fn adopted_address_with_gx_signs_mqtt_off() {
+    let t0 = Instant::now();
+    let mut machine = connected(MachineConfig { scan: false, ..config() }, t0);
+    let t1 = t0 + Duration::from_secs(100);
+    machine.on_link(LinkReport::Lost, t1);
+
+    // MQTT ports closed, and the runner's probes found the GX's web page there.
+    let (candidate, _) = machine.next_validation(t1);
+    let mut candidate = candidate.expect("the last address is tried");
+    assert_eq!(candidate.method, Method::Cached);
+    candidate.evidence = Some("web page redirects to the GX GUI".into());
+    let actions = machine.on_outcome(&candidate, Outcome::PortsClosed, t1);
+    assert_eq!(statuses(&actions), vec![BridgeStatus::MqttDisabled]);
+    assert_eq!(machine.phase(), &Phase::MqttDisabled(ip(20)));
+
+    // Checks every 30 s keep the evidence (no new probes) and the status.
+    let mut checks = 0;
+    for s in 101..400 {
+        let now = t0 + Duration::from_secs(s);
+        assert!(statuses(&machine.on_tick(now)).is_empty());
+        let (candidate, actions) = machine.next_validation(now);
+        assert!(statuses(&actions).is_empty(), "{actions:?}");
+        if let Some(candidate) = candidate {
+            checks += 1;
+            assert!(candidate.evidence.is_some(), "check at {s} s without evidence");
+            let actions = machine.on_outcome(&candidate, Outcome::PortsClosed, now);
+            assert!(statuses(&actions).is_empty(), "{actions:?}");
+        }
+    }
+    assert!((9..=11).contains(&checks), "{checks} checks in 300 s");
+
+    // MQTT access is switched on again: the next check uses the GX.
+    let (tries, _) = run_tries(&mut machine, t0, 400..440, &gx(GX_A));
+    assert_eq!(tries.len(), 1, "{tries:?}");
+    assert!(matches!(machine.phase(), Phase::Connecting(e) if e.host == ip(20)));
+}

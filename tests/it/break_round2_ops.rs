@@ -907,7 +907,6 @@ fn gx_outage_after_discovery_log_lines() {
 /// known, so the bridge has what it needs to say `mqtt_disabled`, yet in ten minutes it
 /// only cycles through `searching`, `validating` and `connecting`.
 #[test]
-#[ignore = "bug: the adopted GX switching MQTT off is never reported as mqtt_disabled"]
 fn mqtt_off_after_discovery_reported() {
     let Some(lines) = mqtt_off_after_discovery("mqtt") else {
         return;
