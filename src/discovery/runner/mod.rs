@@ -38,6 +38,10 @@ const SWEEP_GRACE: Duration = Duration::from_secs(8);
 const MSEARCH_INTERVAL: (Duration, Duration) = (Duration::from_secs(3), Duration::from_secs(60));
 /// Connect timeout of sweep probes: long enough for an ARP round trip on Wi-Fi.
 const SWEEP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Least interval (at time scale 1) between two rounds of web, HTTPS and Modbus probes of
+/// the adopted GX's last address, which may belong to another device by now and is tried
+/// every 30 s while the GX is away.
+const ADOPTED_PROBE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A step of the runner, printed by `roamcore-victron discover`.
 #[derive(Debug, Clone)]
@@ -85,6 +89,9 @@ pub async fn run_traced(
             }
             Some((candidate, outcome)) = runner.outcomes_rx.recv() => {
                 runner.validating = None;
+                if std::mem::take(&mut runner.adopted_probe_armed) && outcome == Outcome::PortsClosed {
+                    runner.adopted_probed_at = Some(Instant::now());
+                }
                 runner.emit_trace(Trace::Outcome(candidate.clone(), outcome.clone()));
                 let actions = runner.machine.on_outcome(&candidate, outcome, Instant::now());
                 if !runner.apply(actions).await { return; }
@@ -127,6 +134,10 @@ struct Runner {
     sweep_task: Option<JoinHandle<()>>,
     sweep_done_rx: Option<tokio::sync::oneshot::Receiver<()>>,
     validating: Option<JoinHandle<()>>,
+    /// The running validation probes the adopted GX's address if its ports are closed.
+    adopted_probe_armed: bool,
+    /// When the adopted GX's address was last probed.
+    adopted_probed_at: Option<Instant>,
 }
 
 impl Runner {
@@ -190,6 +201,8 @@ impl Runner {
             sweep_task: None,
             sweep_done_rx: None,
             validating: None,
+            adopted_probe_armed: false,
+            adopted_probed_at: None,
         };
         runner.apply(actions).await;
         runner
@@ -361,7 +374,11 @@ impl Runner {
         let probes_allowed = self.mode == Some(ScanMode::Active);
         // The adopted GX's own address is probed with scanning on or off: closed MQTT
         // ports there mean MQTT access is off only if the host still looks like a GX.
-        let adopted_address = candidate.method == Method::Cached && candidate.evidence.is_none();
+        let interval = ADOPTED_PROBE_INTERVAL.div_f64(self.config.time_scale.max(1.0));
+        let probe_due = self.adopted_probed_at.is_none_or(|at| at.elapsed() >= interval);
+        let adopted_address =
+            candidate.method == Method::Cached && candidate.evidence.is_none() && probe_due;
+        self.adopted_probe_armed = adopted_address;
         let outcomes = self.outcomes_tx.clone();
         self.validating = Some(tokio::spawn(async move {
             budget.take(VALIDATION_PACKETS).await;
