@@ -38,7 +38,7 @@ const SWEEP_GRACE: Duration = Duration::from_secs(8);
 const MSEARCH_INTERVAL: (Duration, Duration) = (Duration::from_secs(3), Duration::from_secs(60));
 /// Connect timeout of sweep probes: long enough for an ARP round trip on Wi-Fi.
 const SWEEP_TIMEOUT: Duration = Duration::from_millis(1500);
-/// Least interval (at time scale 1) between two rounds of web, HTTPS and Modbus probes of
+/// Minimum interval (at time scale 1) between two rounds of web, HTTPS and Modbus probes of
 /// the adopted GX's last address, which may belong to another device by now and is tried
 /// every 30 s while the GX is away.
 const ADOPTED_PROBE_INTERVAL: Duration = Duration::from_secs(300);
