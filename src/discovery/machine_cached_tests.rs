@@ -8,12 +8,19 @@ use std::time::{Duration, Instant};
 use super::adoption::Adoption;
 use super::candidate::{Candidate, Method, Outcome};
 use super::machine::{Action, Machine, MachineConfig, Phase};
-use super::{DiscoveryEvent, LinkReport};
 use super::machine_tests::{config, gx, ip, statuses, used, validate_next, GX_A};
+use super::{DiscoveryEvent, LinkReport};
 use crate::status::BridgeStatus;
 
 fn adopted_at(host: IpAddr) -> Adoption {
-    Adoption { portal_id: GX_A.into(), host, port: 1883, tls: false, model: None, firmware: None }
+    Adoption {
+        portal_id: GX_A.into(),
+        host,
+        port: 1883,
+        tls: false,
+        model: None,
+        firmware: None,
+    }
 }
 
 /// Ticks the machine once a second over `seconds` (counted from `t0`) and ends every
@@ -34,7 +41,11 @@ fn run_tries(
         emitted.extend(statuses(&actions));
         if let Some(candidate) = candidate {
             tries.push(s);
-            emitted.extend(statuses(&machine.on_outcome(&candidate, outcome.clone(), now)));
+            emitted.extend(statuses(&machine.on_outcome(
+                &candidate,
+                outcome.clone(),
+                now,
+            )));
         }
     }
     (tries, emitted)
@@ -43,19 +54,28 @@ fn run_tries(
 #[test]
 fn scan_off_adopted_address_retried() {
     let t0 = Instant::now();
-    let config = MachineConfig { scan: false, ..config() };
+    let config = MachineConfig {
+        scan: false,
+        ..config()
+    };
     let (mut machine, actions) = Machine::new(config, Some(adopted_at(ip(20))), None, t0);
     assert_eq!(statuses(&actions), vec![BridgeStatus::Searching]);
 
     // Nothing listens yet: the GX is still off.
     let (host, actions) = validate_next(&mut machine, Outcome::PortsClosed, t0);
     assert_eq!(host, ip(20));
-    assert_eq!(statuses(&actions), vec![BridgeStatus::Validating, BridgeStatus::Searching]);
+    assert_eq!(
+        statuses(&actions),
+        vec![BridgeStatus::Validating, BridgeStatus::Searching]
+    );
 
     let (tries, emitted) = run_tries(&mut machine, t0, 1..300, &Outcome::PortsClosed);
     assert!(tries.len() >= 8, "tries at {tries:?}");
     let gaps: Vec<u64> = tries.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps.iter().all(|g| *g <= 31), "at most 30 s apart: {gaps:?}");
+    assert!(
+        gaps.iter().all(|g| *g <= 31),
+        "at most 30 s apart: {gaps:?}"
+    );
     assert!(gaps.windows(2).all(|w| w[1] >= w[0]), "gaps grow: {gaps:?}");
     assert!(emitted.is_empty(), "a retry changes no status: {emitted:?}");
 
@@ -68,7 +88,10 @@ fn scan_off_adopted_address_retried() {
 #[test]
 fn adopted_broker_without_serial_retried() {
     let t0 = Instant::now();
-    let config = MachineConfig { scan: false, ..config() };
+    let config = MachineConfig {
+        scan: false,
+        ..config()
+    };
     let (mut machine, _) = Machine::new(config, Some(adopted_at(ip(20))), None, t0);
 
     // The GX's broker runs, but dbus-flashmq has not published the Serial yet.
@@ -87,7 +110,10 @@ fn adopted_broker_without_serial_retried() {
 #[test]
 fn other_broker_wait_follows_time_scale() {
     let t0 = Instant::now();
-    let config = MachineConfig { time_scale: 10.0, ..config() };
+    let config = MachineConfig {
+        time_scale: 10.0,
+        ..config()
+    };
     let (mut machine, _) = Machine::new(config, None, None, t0);
     machine.on_candidate(Candidate::new(ip(5), Method::Sweep), t0);
     validate_next(&mut machine, Outcome::NotGx { port: 1883 }, t0);
@@ -98,7 +124,10 @@ fn other_broker_wait_follows_time_scale() {
     assert!(machine.next_validation(before).0.is_none());
     let after = t0 + Duration::from_secs(181);
     machine.on_candidate(Candidate::new(ip(5), Method::Sweep), after);
-    assert_eq!(machine.next_validation(after).0.map(|c| c.host), Some(ip(5)));
+    assert_eq!(
+        machine.next_validation(after).0.map(|c| c.host),
+        Some(ip(5))
+    );
 }
 
 /// Validates the adopted address at `t0` and reports the link connected.
@@ -119,7 +148,13 @@ fn connected(config: MachineConfig, t0: Instant) -> Machine {
 #[test]
 fn link_loss_keeps_auth_required() {
     let t0 = Instant::now();
-    let mut machine = connected(MachineConfig { scan: false, ..config() }, t0);
+    let mut machine = connected(
+        MachineConfig {
+            scan: false,
+            ..config()
+        },
+        t0,
+    );
 
     // The owner sets a password on the GX: the link's login is rejected.
     let t1 = t0 + Duration::from_secs(100);
@@ -138,7 +173,10 @@ fn link_loss_keeps_auth_required() {
     assert!(statuses(&actions).is_empty(), "{actions:?}");
     let candidate = candidate.expect("the held address is checked again");
     assert_eq!(candidate.portal_hint.as_deref(), Some(GX_A));
-    let rejected = Outcome::LoginRejected { port: 1883, tls: false };
+    let rejected = Outcome::LoginRejected {
+        port: 1883,
+        tls: false,
+    };
     let actions = machine.on_outcome(&candidate, rejected, now);
     assert!(statuses(&actions).is_empty(), "{actions:?}");
     assert_eq!(machine.phase(), &Phase::AuthRequired(ip(20)));
@@ -147,7 +185,13 @@ fn link_loss_keeps_auth_required() {
 #[test]
 fn link_loss_status_stays_searching() {
     let t0 = Instant::now();
-    let mut machine = connected(MachineConfig { scan: false, ..config() }, t0);
+    let mut machine = connected(
+        MachineConfig {
+            scan: false,
+            ..config()
+        },
+        t0,
+    );
 
     let t1 = t0 + Duration::from_secs(100);
     let actions = machine.on_link(LinkReport::Lost, t1);
@@ -163,7 +207,13 @@ fn link_loss_status_stays_searching() {
 #[test]
 fn adopted_address_with_gx_signs_mqtt_off() {
     let t0 = Instant::now();
-    let mut machine = connected(MachineConfig { scan: false, ..config() }, t0);
+    let mut machine = connected(
+        MachineConfig {
+            scan: false,
+            ..config()
+        },
+        t0,
+    );
     let t1 = t0 + Duration::from_secs(100);
     machine.on_link(LinkReport::Lost, t1);
 
@@ -185,7 +235,10 @@ fn adopted_address_with_gx_signs_mqtt_off() {
         assert!(statuses(&actions).is_empty(), "{actions:?}");
         if let Some(candidate) = candidate {
             checks += 1;
-            assert!(candidate.evidence.is_some(), "check at {s} s without evidence");
+            assert!(
+                candidate.evidence.is_some(),
+                "check at {s} s without evidence"
+            );
             let actions = machine.on_outcome(&candidate, Outcome::PortsClosed, now);
             assert!(statuses(&actions).is_empty(), "{actions:?}");
         }

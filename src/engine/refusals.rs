@@ -35,8 +35,14 @@ mod tests {
         let t0 = Instant::now();
         let mut run = RefusalRun::default();
         assert_eq!(run.record(true, t0), Duration::ZERO);
-        assert_eq!(run.record(true, t0 + Duration::from_secs(5)), Duration::from_secs(5));
-        assert_eq!(run.record(true, t0 + Duration::from_secs(301)), Duration::from_secs(301));
+        assert_eq!(
+            run.record(true, t0 + Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            run.record(true, t0 + Duration::from_secs(301)),
+            Duration::from_secs(301)
+        );
     }
 
     #[test]
@@ -46,10 +52,16 @@ mod tests {
         run.record(true, t0);
 
         // A timeout: the GX was off for a while, so the refusals before do not count.
-        assert_eq!(run.record(false, t0 + Duration::from_secs(100)), Duration::ZERO);
+        assert_eq!(
+            run.record(false, t0 + Duration::from_secs(100)),
+            Duration::ZERO
+        );
         let later = t0 + Duration::from_secs(200);
         assert_eq!(run.record(true, later), Duration::ZERO);
-        assert_eq!(run.record(true, later + Duration::from_secs(10)), Duration::from_secs(10));
+        assert_eq!(
+            run.record(true, later + Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
@@ -58,6 +70,9 @@ mod tests {
         let mut run = RefusalRun::default();
         run.record(true, t0);
         run.reset();
-        assert_eq!(run.record(true, t0 + Duration::from_secs(400)), Duration::ZERO);
+        assert_eq!(
+            run.record(true, t0 + Duration::from_secs(400)),
+            Duration::ZERO
+        );
     }
 }
