@@ -264,6 +264,8 @@ impl Engine {
             LinkError::Refused
                 if self.lan.is_none() && refused_for >= MQTT_OFF_AFTER.mul_f64(self.timings.throttle_scale) =>
             {
+                // The retries go on, so they are still counted in the log.
+                crate::warn_limited!(self.problems, "gx_link", now, "cannot connect to the GX at {label}: {}", error.describe());
                 self.set_status(
                     BridgeStatus::MqttDisabled,
                     format!(
