@@ -121,6 +121,7 @@ fn config_from(args: &DiscoverArgs, data_dir: PathBuf) -> Result<DiscoveryConfig
         tls: args.gx_tls,
         data_dir,
         timings: crate::clock::Timings::scaled(args.time_scale.unwrap_or(1.0)),
+        time_scale: args.time_scale.unwrap_or(1.0),
         ignore: Vec::new(),
     })
 }

@@ -11,10 +11,10 @@ use super::policy::ScanMode;
 use super::{DiscoveryEvent, LinkReport};
 use crate::status::BridgeStatus;
 
-const GX_A: &str = "c0619ab0d0e1";
-const GX_B: &str = "c0619ab88ee0";
+pub(super) const GX_A: &str = "c0619ab0d0e1";
+pub(super) const GX_B: &str = "c0619ab88ee0";
 
-fn config() -> MachineConfig {
+pub(super) fn config() -> MachineConfig {
     MachineConfig {
         scan: true,
         wanted: None,
@@ -23,14 +23,15 @@ fn config() -> MachineConfig {
         settle: Duration::from_secs(5),
         recheck: Duration::from_secs(30),
         retry: (Duration::from_secs(1), Duration::from_secs(30)),
+        time_scale: 1.0,
     }
 }
 
-fn ip(last: u8) -> IpAddr {
+pub(super) fn ip(last: u8) -> IpAddr {
     IpAddr::from([192, 168, 1, last])
 }
 
-fn ssdp(last: u8, portal: &str, mqtt_on: bool) -> Candidate {
+pub(super) fn ssdp(last: u8, portal: &str, mqtt_on: bool) -> Candidate {
     let mut candidate = Candidate::new(ip(last), Method::Ssdp);
     candidate.portal_hint = Some(portal.into());
     candidate.mqtt_on_lan = Some(mqtt_on);
@@ -39,11 +40,11 @@ fn ssdp(last: u8, portal: &str, mqtt_on: bool) -> Candidate {
     candidate
 }
 
-fn gx(portal: &str) -> Outcome {
+pub(super) fn gx(portal: &str) -> Outcome {
     Outcome::Gx { portal_id: portal.into(), port: 1883, tls: false, fingerprint: None }
 }
 
-fn statuses(actions: &[Action]) -> Vec<BridgeStatus> {
+pub(super) fn statuses(actions: &[Action]) -> Vec<BridgeStatus> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -53,7 +54,7 @@ fn statuses(actions: &[Action]) -> Vec<BridgeStatus> {
         .collect()
 }
 
-fn used(actions: &[Action]) -> Option<String> {
+pub(super) fn used(actions: &[Action]) -> Option<String> {
     actions.iter().find_map(|a| match a {
         Action::Emit(DiscoveryEvent::Use(endpoint)) => Some(endpoint.portal_id.clone()),
         _ => None,
@@ -61,7 +62,7 @@ fn used(actions: &[Action]) -> Option<String> {
 }
 
 /// Returns the sentence of the last status in `actions`.
-fn detail(actions: &[Action]) -> String {
+pub(super) fn detail(actions: &[Action]) -> String {
     actions
         .iter()
         .rev()
@@ -73,7 +74,7 @@ fn detail(actions: &[Action]) -> String {
 }
 
 /// Validates the next queued candidate with `outcome`; returns the actions.
-fn validate_next(machine: &mut Machine, outcome: Outcome, now: Instant) -> (IpAddr, Vec<Action>) {
+pub(super) fn validate_next(machine: &mut Machine, outcome: Outcome, now: Instant) -> (IpAddr, Vec<Action>) {
     let (candidate, mut actions) = machine.next_validation(now);
     let candidate = candidate.expect("a candidate is queued");
     actions.extend(machine.on_outcome(&candidate, outcome, now));

@@ -34,6 +34,8 @@ pub mod validate;
 
 #[cfg(test)]
 mod machine_tests;
+#[cfg(test)]
+mod machine_cached_tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -63,6 +65,9 @@ pub struct DiscoveryConfig {
     pub tls: bool,
     pub data_dir: PathBuf,
     pub timings: Timings,
+    /// Divisor of discovery's own waits (`--time-scale`, 1.0 in production). `timings` is
+    /// already divided by it.
+    pub time_scale: f64,
     /// Hosts never validated, such as Home Assistant's own broker.
     pub ignore: Vec<IpAddr>,
 }
@@ -86,6 +91,7 @@ impl DiscoveryConfig {
             tls: settings.gx_tls,
             data_dir: settings.data_dir.clone(),
             timings: Timings::scaled(settings.time_scale),
+            time_scale: settings.time_scale,
             ignore: Vec::new(),
         }
     }

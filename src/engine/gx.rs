@@ -1,7 +1,7 @@
 //! The GX link as the engine sees it: connecting, routing messages into the model, and
 //! performing the session's keepalive actions.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rumqttc::{QoS, SubscribeFilter};
 
@@ -14,6 +14,12 @@ use crate::ha::discovery::gx_topic;
 use crate::ha::notify::SetupProblem;
 use crate::mqtt::{self, Link, LinkConfig, LinkError, LinkEvent};
 use crate::status::BridgeStatus;
+
+/// How long (at time scale 1) a GX that delivered data before may refuse connections
+/// before it is reported as `mqtt_disabled`. A refusal means the host is up but nothing
+/// listens on the MQTT port, which a reboot explains only for its first minutes.
+/// NOTE: an estimate with a wide margin, not measured on a real GX's reboot.
+const MQTT_OFF_AFTER: Duration = Duration::from_secs(300);
 
 /// Where to connect for the GX, and which portal id must answer there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +84,7 @@ impl Engine {
         };
 
         tracing::info!(gx = %target.label(), tls = target.tls, portal_id = ?target.portal_id, "connecting to the GX");
+        self.gx_refusals.reset();
         self.status.set_gx(Some(target.label()), target.portal_id.clone());
         self.set_status(BridgeStatus::Connecting, format!("Connecting to the GX at {}.", target.label()));
         match &self.gx {
@@ -93,6 +100,7 @@ impl Engine {
             LinkEvent::Connected => {
                 let label = self.gx_label();
                 self.problems.clear("gx_link");
+                self.gx_refusals.reset();
                 tracing::info!(gx = %label, "connected to the GX broker; waiting for its portal id");
                 self.set_status(BridgeStatus::Validating, format!("Connected to {label}; reading the GX's portal id."));
                 self.wrong_portal = None;
@@ -201,12 +209,15 @@ impl Engine {
         // The portal id outlives the connection, so it cannot tell a lost link from
         // another failed attempt.
         let was_up = self.session.is_connected();
+        let refused_for = self.gx_refusals.record(matches!(error, LinkError::Refused), now);
         let actions = self.session.disconnected();
         self.perform(actions, now);
         self.stats.gx_reconnects += u64::from(was_up);
         self.lan_link_down(&error, now);
 
         match error {
+            // Discovery took the GX over (`lan_link_down`) and reports these in its own words.
+            LinkError::Auth | LinkError::PinMismatch if self.lan.is_some() => {}
             LinkError::Auth => {
                 self.set_status(
                     BridgeStatus::AuthRequired,
@@ -245,6 +256,24 @@ impl Engine {
                         "Nothing accepts MQTT connections at {label}. If this is your GX, switch on MQTT: on the GX \
                          open Settings -> Integrations and turn on MQTT Access (with the Secured profile, also set \
                          gx_tls and gx_password). Otherwise check the gx_host option."
+                    ),
+                );
+            }
+            // A GX seen before that keeps refusing long after a reboot would have ended has
+            // MQTT access switched off.
+            LinkError::Refused
+                if self.lan.is_none() && refused_for >= MQTT_OFF_AFTER.mul_f64(self.timings.throttle_scale) =>
+            {
+                // The retries go on, so they are still counted in the log.
+                crate::warn_limited!(self.problems, "gx_link", now, "cannot connect to the GX at {label}: {}", error.describe());
+                self.set_status(
+                    BridgeStatus::MqttDisabled,
+                    format!(
+                        "The GX at {label} has refused MQTT connections for more than {} minutes, longer than a \
+                         reboot takes, so MQTT access is probably off. On the GX open Settings -> Integrations and \
+                         turn on MQTT Access (with the Secured profile, also set gx_tls and gx_password). \
+                         Otherwise check the gx_host option.",
+                        MQTT_OFF_AFTER.as_secs() / 60
                     ),
                 );
             }

@@ -12,7 +12,7 @@ use crate::status::BridgeStatus;
 
 /// A GX link that has not reconnected for this long (at time scale 1) counts as lost, and
 /// discovery searches again: the GX may have a new address after a router reboot. The
-/// link itself keeps retrying the old address meanwhile.
+/// link stops then, and discovery alone tries the old address until the GX is back.
 const LOST_AFTER: Duration = Duration::from_secs(30);
 
 /// LAN discovery while it runs.
@@ -100,15 +100,20 @@ impl Engine {
         }
     }
 
-    /// The GX link failed; tells discovery what it needs to know.
+    /// Reports a failed GX link to discovery. A rejected login or certificate hands the
+    /// GX over to discovery at once, because only the user can fix either.
     pub(super) fn lan_link_down(&mut self, error: &crate::mqtt::LinkError, now: Instant) {
         let Some(lan) = &mut self.lan else { return };
-        lan.down_since.get_or_insert(now);
-        match error {
-            crate::mqtt::LinkError::Auth => lan.handle.report(LinkReport::AuthFailed),
-            crate::mqtt::LinkError::PinMismatch => lan.handle.report(LinkReport::TlsUntrusted),
-            _ => {}
-        }
+        let report = match error {
+            crate::mqtt::LinkError::Auth => LinkReport::AuthFailed,
+            crate::mqtt::LinkError::PinMismatch => LinkReport::TlsUntrusted,
+            _ => {
+                lan.down_since.get_or_insert(now);
+                return;
+            }
+        };
+        lan.handle.report(report);
+        self.hand_gx_to_discovery();
     }
 
     /// Reports the link as lost once it has been down for a while.
@@ -117,8 +122,22 @@ impl Engine {
         let Some(lan) = &mut self.lan else { return };
         let lost_after = LOST_AFTER.mul_f64(scale);
         if lan.down_since.is_some_and(|since| now.duration_since(since) >= lost_after) && !lan.lost_reported {
-            lan.lost_reported = true;
             lan.handle.report(LinkReport::Lost);
+            self.hand_gx_to_discovery();
+        }
+    }
+
+    /// Stops the GX link, so only discovery connects to the GX's address until it sends
+    /// `Use` again. Two clients on the same address would double the logins a GX counts
+    /// against a wrong password, and each would set the bridge status in its own words.
+    fn hand_gx_to_discovery(&mut self) {
+        if let Some(lan) = &mut self.lan {
+            lan.down_since = None;
+            lan.lost_reported = true;
+        }
+        if let Some(link) = self.gx.take() {
+            tracing::debug!(gx = %self.gx_label(), "GX link stopped; discovery checks the GX from now on");
+            link.stop();
         }
     }
 }

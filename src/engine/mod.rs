@@ -8,6 +8,7 @@
 mod gx;
 mod ha;
 mod lan;
+mod refusals;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,6 +87,8 @@ pub struct Engine {
     gx_tls_fallback: bool,
     /// Portal id reported by the current broker when it is not the expected one.
     wrong_portal: Option<String>,
+    /// Refused connections to the GX since the last accepted one.
+    gx_refusals: refusals::RefusalRun,
     ha: Link,
     ha_config: LinkConfig,
     ha_connected: bool,
@@ -155,6 +158,7 @@ impl Engine {
             lan: None,
             last_portal: None,
             wrong_portal: None,
+            gx_refusals: refusals::RefusalRun::default(),
             gx_tls_fallback: false,
             last_forget: None,
             ha_broker_label: ha_config.address(),

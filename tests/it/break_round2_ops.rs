@@ -308,7 +308,6 @@ fn core_down_hour_log_lines() {
 /// has MQTT off. The user guide says `mqtt_disabled` and a notification report exactly
 /// this case; the bridge shows `connecting` instead.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: a known GX that switches MQTT off stays 'connecting' forever, with no notice"]
 async fn mqtt_switched_off_reported() {
     const SCALE: f64 = 60.0;
     let options = RigOptions {
@@ -537,7 +536,6 @@ fn kill(process: &mut Running) {
 /// notice that stays until the password is set. Here the GX link and discovery each set
 /// the status with their own words, and the lost link's `searching` dismisses the notice.
 #[test]
-#[ignore = "bug: with discovery, the auth_required notice is dismissed and re-raised"]
 fn gx_gets_password_after_discovery() {
     const SCALE: f64 = 10.0;
     let Some(net) = LoopbackNet::create("pw") else {
@@ -731,7 +729,6 @@ fn adopted_gx_late(tag: &str, broker_early: bool) {
 /// Discovery tries the adopted GX's address once at start, calls it "a broker that is
 /// not a GX" and, with scan off, never tries it again (seen: not connected after 200 s).
 #[test]
-#[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
 fn adopted_gx_serial_late() {
     adopted_gx_late("serial", true);
 }
@@ -739,7 +736,6 @@ fn adopted_gx_serial_late() {
 /// Van power-up with Home Assistant up before the GX: nothing listens at the adopted
 /// GX's address yet. Same cause as `adopted_gx_serial_late`: one try at start only.
 #[test]
-#[ignore = "bug: with scan off, the adopted GX's address is tried only once at start"]
 fn adopted_gx_powered_on_late() {
     adopted_gx_late("power", false);
 }
@@ -888,7 +884,6 @@ fn mqtt_off_after_discovery(tag: &str) -> Option<Vec<String>> {
 /// turn (`searching`, `validating`, `connecting`) at every retry, and each change is an
 /// info line and a new state of `sensor.vt_bridge_status`.
 #[test]
-#[ignore = "bug: after discovery, a GX outage flips the status three times per retry"]
 fn gx_outage_after_discovery_log_lines() {
     const MAX_LINES: usize = 10;
     let Some(lines) = mqtt_off_after_discovery("flap") else {
@@ -907,7 +902,6 @@ fn gx_outage_after_discovery_log_lines() {
 /// known, so the bridge has what it needs to say `mqtt_disabled`, yet in ten minutes it
 /// only cycles through `searching`, `validating` and `connecting`.
 #[test]
-#[ignore = "bug: the adopted GX switching MQTT off is never reported as mqtt_disabled"]
 fn mqtt_off_after_discovery_reported() {
     let Some(lines) = mqtt_off_after_discovery("mqtt") else {
         return;

@@ -39,16 +39,12 @@ impl Machine {
                 };
                 self.hold_retry_at = None;
                 if let Some(host) = held {
-                    let candidate = self
-                        .known
-                        .get(&host)
-                        .cloned()
-                        .unwrap_or_else(|| Candidate::new(host, Method::Cached));
+                    let candidate = self.held_candidate(host);
                     self.retry_at.remove(&host);
                     self.push(candidate, now);
                     let wait = match self.phase {
                         Phase::AuthRequired(_) => self.config.auth_retry,
-                        Phase::TlsUntrusted(_) => Duration::from_secs(300),
+                        Phase::TlsUntrusted(_) => self.wait(300),
                         _ => self.config.recheck,
                     };
                     self.hold_retry_at = Some(now + wait);
@@ -66,6 +62,17 @@ impl Machine {
             }
         }
         actions
+    }
+
+    /// Returns what is known about a held host. The adopted GX's address keeps its portal
+    /// id, so a check of it is never mistaken for an unrelated broker.
+    fn held_candidate(&self, host: IpAddr) -> Candidate {
+        if let Some(known) = self.known.get(&host) {
+            return known.clone();
+        }
+        self.cached_candidate()
+            .filter(|c| c.host == host)
+            .unwrap_or_else(|| Candidate::new(host, Method::Cached))
     }
 
     pub(super) fn retry_delay(&self, tries: u32) -> Duration {
@@ -88,12 +95,17 @@ impl Machine {
                 self.queue.clear();
             }
             LinkReport::Lost => {
+                // A hold already checks the host on its own timer and keeps the status
+                // the user must act on.
+                if self.is_holding() {
+                    return actions;
+                }
+                // The engine logs the loss, and the status line shows what follows.
                 let last = self.adopted.as_ref().map(|a| a.host);
-                tracing::info!(last = ?last, "the GX link was lost; searching again, last address first");
+                tracing::debug!(last = ?last, "the GX link was lost; searching again, last address first");
                 self.phase = Phase::Searching;
                 self.resume = Phase::Searching;
-                self.queue_cached(now);
-                self.cached_retry = Some((now + self.retry_delay(0), 0));
+                self.start_cached_retry(now);
                 self.emit_status(&mut actions);
             }
             LinkReport::AuthFailed => {
@@ -107,12 +119,20 @@ impl Machine {
             LinkReport::TlsUntrusted => {
                 if let Some(host) = self.current_host() {
                     self.phase = Phase::TlsUntrusted(host);
-                    self.hold_retry_at = Some(now + Duration::from_secs(300));
+                    self.hold_retry_at = Some(now + self.wait(300));
                     self.emit_status(&mut actions);
                 }
             }
         }
         actions
+    }
+
+    fn is_holding(&self) -> bool {
+        let phase = match &self.phase {
+            Phase::Validating(_) => &self.resume,
+            phase => phase,
+        };
+        matches!(phase, Phase::MqttDisabled(_) | Phase::AuthRequired(_) | Phase::TlsUntrusted(_))
     }
 
     pub(super) fn current_host(&self) -> Option<IpAddr> {

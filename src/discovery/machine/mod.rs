@@ -44,8 +44,12 @@ pub struct MachineConfig {
     pub settle: Duration,
     /// Interval between checks of a GX that has MQTT access off.
     pub recheck: Duration,
-    /// First and largest delay between tries of the last known address while searching.
+    /// First and largest delay between tries of the adopted GX's last known address
+    /// while searching.
     pub retry: (Duration, Duration),
+    /// Divisor of the machine's fixed waits between checks of a host (`--time-scale`,
+    /// 1.0 in production).
+    pub time_scale: f64,
 }
 
 /// An instruction for the runner.
@@ -104,6 +108,9 @@ pub struct Machine {
     last_status: Option<(BridgeStatus, String)>,
     /// Next try of the last known address while searching, and how many tries so far.
     cached_retry: Option<(Instant, u32)>,
+    /// The next check of the last known address shows `validating`: only the first one
+    /// after start. After a lost link the status stays at searching for that address.
+    announce_cached: bool,
     /// Next check of the host a hold state is about.
     hold_retry_at: Option<Instant>,
 }
@@ -131,6 +138,7 @@ impl Machine {
             others: BTreeMap::new(),
             last_status: None,
             cached_retry: None,
+            announce_cached: true,
             hold_retry_at: None,
         };
         // A replacement named by the user makes the old adoption irrelevant for searching.
@@ -147,7 +155,9 @@ impl Machine {
         if let Some(candidate) = configured {
             machine.push(candidate, now);
         }
-        machine.queue_cached(now);
+        // The GX may start after the bridge (a van powering up), so its last address is
+        // tried again with backoff until the GX is validated there, with scanning on or off.
+        machine.start_cached_retry(now);
         machine.emit_status(&mut actions);
         (machine, actions)
     }
@@ -179,10 +189,12 @@ impl Machine {
         self.config.wanted.as_deref().or(self.adopted.as_ref().map(|a| a.portal_id.as_str()))
     }
 
-    fn queue_cached(&mut self, now: Instant) {
-        let Some(adopted) = &self.adopted else { return };
+    /// Returns the candidate for the adopted GX's last known address, unless the user
+    /// named another GX.
+    fn cached_candidate(&self) -> Option<Candidate> {
+        let adopted = self.adopted.as_ref()?;
         if self.config.wanted.as_deref().is_some_and(|w| w != adopted.portal_id) {
-            return;
+            return None;
         }
         let mut candidate = Candidate::new(adopted.host, Method::Cached);
         candidate.portal_hint = Some(adopted.portal_id.clone());
@@ -190,8 +202,41 @@ impl Machine {
         candidate.firmware.clone_from(&adopted.firmware);
         // No evidence: the address may belong to another device by now, so closed ports
         // there are no sign of the GX's settings.
-        self.retry_at.remove(&adopted.host);
+        Some(candidate)
+    }
+
+    /// Queues the adopted GX's last known address; returns false when there is none.
+    fn queue_cached(&mut self, now: Instant) -> bool {
+        let Some(candidate) = self.cached_candidate() else { return false };
+        self.retry_at.remove(&candidate.host);
         self.push(candidate, now);
+        true
+    }
+
+    /// Tries the adopted GX's last known address now and then again with backoff while
+    /// searching (see `on_tick`).
+    fn start_cached_retry(&mut self, now: Instant) {
+        if self.queue_cached(now) {
+            self.cached_retry = Some((now + self.retry_delay(0), 0));
+        }
+    }
+
+    /// Returns true when `host` is the adopted GX's last known address and the adopted
+    /// GX is the one looked for.
+    fn is_cached_host(&self, host: IpAddr) -> bool {
+        self.cached_candidate().is_some_and(|c| c.host == host)
+    }
+
+    /// Returns true while the last known address is being tried again after a first
+    /// failed try of this search.
+    fn cached_retrying(&self) -> bool {
+        self.cached_retry.is_some_and(|(_, tries)| tries > 0)
+    }
+
+    /// Returns one of the machine's fixed waits, `seconds` in production, divided by the
+    /// time scale.
+    fn wait(&self, seconds: u64) -> Duration {
+        Duration::from_secs(seconds).div_f64(self.config.time_scale.max(1.0))
     }
 
     /// Records a candidate from a scanner and queues it when it is worth a check now.
@@ -284,7 +329,13 @@ impl Machine {
 
         self.resume = self.phase.clone();
         self.phase = Phase::Validating(candidate.host);
-        if self.resume == Phase::Searching {
+        // A retry of the last known address keeps the status at searching, so a GX that
+        // stays away changes the status once, not twice per try.
+        let quiet = candidate.method == Method::Cached && !self.announce_cached;
+        if candidate.method == Method::Cached {
+            self.announce_cached = false;
+        }
+        if self.resume == Phase::Searching && !quiet {
             self.emit_status(&mut actions);
         }
         (Some(candidate), actions)
@@ -310,10 +361,16 @@ impl Machine {
         let host = candidate.host;
         if let Some(known) = self.known.get_mut(&host) {
             known.merge(candidate);
+        } else if candidate.evidence.is_some() {
+            // Probe results for the configured or cached address, kept for later checks.
+            self.known.insert(host, candidate.clone());
         }
         let info = self.known.get(&host).cloned().unwrap_or_else(|| candidate.clone());
         let resume = std::mem::replace(&mut self.resume, Phase::Searching);
         self.phase = resume;
+        let cached = self.is_cached_host(host);
+        // Outcomes of the last known address are logged once per search, not at each retry.
+        let first_try = !(cached && self.cached_retrying());
 
         let has_evidence = info.evidence.is_some() || info.portal_hint.is_some();
         let closed_means_off = info.evidence.is_some() || info.mqtt_on_lan == Some(false);
@@ -333,47 +390,62 @@ impl Machine {
                 }
                 self.on_gx(&info, portal_id, port, tls, fingerprint, now, &mut actions);
             }
+            Outcome::NotGx { port } if cached => {
+                // A GX that is still starting runs its broker before dbus-flashmq has
+                // published the Serial; the cached retry tries the address again.
+                if first_try {
+                    tracing::info!(%host, port, "the broker at the adopted GX's address has not published its portal id yet (the GX may still be starting); trying again");
+                }
+            }
             Outcome::NotGx { port } => {
                 tracing::info!(%host, port, "a broker that is not a GX (no retained N/+/system/0/Serial); ignoring it");
                 let wait = if has_evidence { 120 } else { 1800 };
-                self.retry_at.insert(host, now + Duration::from_secs(wait));
+                self.retry_at.insert(host, now + self.wait(wait));
             }
             Outcome::LoginRejected { port, tls } => {
                 self.rejected_at.insert(host, now);
                 self.retry_at.insert(host, now + self.config.auth_retry);
                 if has_evidence && !hint_is_other && self.may_hold() {
-                    tracing::warn!(%host, port, tls, "the GX rejected the MQTT login");
+                    if self.phase != Phase::AuthRequired(host) {
+                        tracing::warn!(%host, port, tls, "the GX rejected the MQTT login");
+                    }
                     self.phase = Phase::AuthRequired(host);
                     self.hold_retry_at = Some(now + self.config.auth_retry);
                 } else {
                     tracing::info!(%host, port, "a broker rejected the login and shows no sign of being a GX; ignoring it");
-                    self.retry_at.insert(host, now + Duration::from_secs(1800));
+                    self.retry_at.insert(host, now + self.wait(1800));
                 }
             }
             Outcome::PortsClosed => {
                 if closed_means_off && !hint_is_other && self.may_hold() {
-                    tracing::warn!(%host, evidence = info.evidence.as_deref().unwrap_or("portal id"),
-                        "a GX with MQTT ports 1883 and 8883 closed: MQTT access is off");
+                    if self.phase != Phase::MqttDisabled(host) {
+                        tracing::warn!(%host, evidence = info.evidence.as_deref().unwrap_or("portal id"),
+                            "a GX with MQTT ports 1883 and 8883 closed: MQTT access is off");
+                    }
                     self.phase = Phase::MqttDisabled(host);
                     self.hold_retry_at = Some(now + self.config.recheck);
                     self.retry_at.insert(host, now + self.config.recheck);
                 } else {
-                    self.retry_at.insert(host, now + Duration::from_secs(600));
+                    self.retry_at.insert(host, now + self.wait(600));
                 }
             }
             Outcome::NoConnack { port } => {
-                tracing::info!(%host, port, "TCP connection accepted but no CONNACK; trying again later");
-                self.retry_at.insert(host, now + Duration::from_secs(60));
+                if first_try {
+                    tracing::info!(%host, port, "TCP connection accepted but no CONNACK; trying again later");
+                }
+                self.retry_at.insert(host, now + self.wait(60));
             }
             Outcome::Unreachable => {
-                self.retry_at.insert(host, now + Duration::from_secs(60));
+                self.retry_at.insert(host, now + self.wait(60));
             }
             Outcome::TlsUntrusted { port, portal_id, .. } => {
-                tracing::warn!(%host, port, %portal_id, "the GX's TLS certificate differs from the pinned one");
-                self.retry_at.insert(host, now + Duration::from_secs(300));
+                if self.phase != Phase::TlsUntrusted(host) {
+                    tracing::warn!(%host, port, %portal_id, "the GX's TLS certificate differs from the pinned one");
+                }
+                self.retry_at.insert(host, now + self.wait(300));
                 if self.may_hold() {
                     self.phase = Phase::TlsUntrusted(host);
-                    self.hold_retry_at = Some(now + Duration::from_secs(300));
+                    self.hold_retry_at = Some(now + self.wait(300));
                 }
             }
         }
@@ -422,13 +494,13 @@ impl Machine {
             }
             Some(_) => {
                 // Not ours: reported once, never used, not checked again for a while.
-                self.retry_at.insert(info.host, now + Duration::from_secs(1800));
+                self.retry_at.insert(info.host, now + self.wait(1800));
                 self.note_other(info, &portal_id, true, actions);
             }
             None => {
                 tracing::info!(host = %info.host, %portal_id, "validated a GX");
                 self.first_gx_at.get_or_insert(now);
-                self.retry_at.insert(info.host, now + Duration::from_secs(1800));
+                self.retry_at.insert(info.host, now + self.wait(1800));
                 self.unadopted.insert(portal_id, Pending { seen, endpoint, fingerprint });
                 if self.phase == Phase::MultipleGx {
                     self.settle(actions);

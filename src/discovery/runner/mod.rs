@@ -38,6 +38,10 @@ const SWEEP_GRACE: Duration = Duration::from_secs(8);
 const MSEARCH_INTERVAL: (Duration, Duration) = (Duration::from_secs(3), Duration::from_secs(60));
 /// Connect timeout of sweep probes: long enough for an ARP round trip on Wi-Fi.
 const SWEEP_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Minimum interval (at time scale 1) between two rounds of web, HTTPS and Modbus probes of
+/// the adopted GX's last address, which may belong to another device by now and is tried
+/// every 30 s while the GX is away.
+const ADOPTED_PROBE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A step of the runner, printed by `roamcore-victron discover`.
 #[derive(Debug, Clone)]
@@ -85,6 +89,9 @@ pub async fn run_traced(
             }
             Some((candidate, outcome)) = runner.outcomes_rx.recv() => {
                 runner.validating = None;
+                if std::mem::take(&mut runner.adopted_probe_armed) && outcome == Outcome::PortsClosed {
+                    runner.adopted_probed_at = Some(Instant::now());
+                }
                 runner.emit_trace(Trace::Outcome(candidate.clone(), outcome.clone()));
                 let actions = runner.machine.on_outcome(&candidate, outcome, Instant::now());
                 if !runner.apply(actions).await { return; }
@@ -127,6 +134,10 @@ struct Runner {
     sweep_task: Option<JoinHandle<()>>,
     sweep_done_rx: Option<tokio::sync::oneshot::Receiver<()>>,
     validating: Option<JoinHandle<()>>,
+    /// The running validation probes the adopted GX's address if its ports are closed.
+    adopted_probe_armed: bool,
+    /// When the adopted GX's address was last probed.
+    adopted_probed_at: Option<Instant>,
 }
 
 impl Runner {
@@ -147,8 +158,9 @@ impl Runner {
             // fetch; a second GX that only the sweep finds comes too late, and the first
             // one found is adopted alone.
             settle: Duration::from_secs(5),
-            recheck: Duration::from_secs(30),
+            recheck: Duration::from_secs(30).div_f64(config.time_scale.max(1.0)),
             retry: config.timings.reconnect,
+            time_scale: config.time_scale,
         };
         let (machine, actions) = Machine::new(machine_config, adopted, configured, now);
         let validate_config = ValidateConfig {
@@ -189,6 +201,8 @@ impl Runner {
             sweep_task: None,
             sweep_done_rx: None,
             validating: None,
+            adopted_probe_armed: false,
+            adopted_probed_at: None,
         };
         runner.apply(actions).await;
         runner
@@ -358,6 +372,13 @@ impl Runner {
         let pin = expected.as_deref().and_then(|p| self.pins.get(p));
         let budget = self.budget.clone();
         let probes_allowed = self.mode == Some(ScanMode::Active);
+        // The adopted GX's own address is probed with scanning on or off: closed MQTT
+        // ports there mean MQTT access is off only if the host still looks like a GX.
+        let interval = ADOPTED_PROBE_INTERVAL.div_f64(self.config.time_scale.max(1.0));
+        let probe_due = self.adopted_probed_at.is_none_or(|at| at.elapsed() >= interval);
+        let adopted_address =
+            candidate.method == Method::Cached && candidate.evidence.is_none() && probe_due;
+        self.adopted_probe_armed = adopted_address;
         let outcomes = self.outcomes_tx.clone();
         self.validating = Some(tokio::spawn(async move {
             budget.take(VALIDATION_PACKETS).await;
@@ -365,12 +386,17 @@ impl Runner {
             let outcome = validate::validate(&candidate, &config, pin, expected.as_deref()).await;
             let unexplained =
                 matches!(outcome, Outcome::LoginRejected { .. } | Outcome::PortsClosed);
-            if unexplained && probes_allowed && candidate.portal_hint.is_none() {
+            let probe_unknown = probes_allowed && candidate.portal_hint.is_none();
+            let probe_adopted = adopted_address && outcome == Outcome::PortsClosed;
+            if unexplained && (probe_unknown || probe_adopted) {
                 let evidence =
                     probe::probe_gx(candidate.host, &budget, Duration::from_secs(3)).await;
                 if evidence.is_gx() {
                     candidate.evidence = Some(evidence.signs.join("; "));
-                    candidate.portal_hint = evidence.portal_id;
+                    // Modbus may name another GX at the adopted address.
+                    if evidence.portal_id.is_some() {
+                        candidate.portal_hint = evidence.portal_id;
+                    }
                 }
             }
             let _ = outcomes.send((candidate, outcome));
