@@ -1,9 +1,7 @@
 //! Second round of hard cases on the data Home Assistant ends up with: energy counters
 //! across restarts, availability, the throttle, per-device entities and values at the
 //! edges. Each test drives the real bridge with the simulated GX and real Mosquitto
-//! brokers on 127.0.0.1. The tests marked `#[ignore]` fail on the current code, and their
-//! reason names the wrong output; `cargo test --test it break_round2 -- --ignored` runs
-//! them.
+//! brokers on 127.0.0.1. Each pins a case that once gave wrong output and keeps it fixed.
 
 use std::time::{Duration, Instant};
 

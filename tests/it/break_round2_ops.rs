@@ -1,10 +1,9 @@
 //! Second round of breaking the bridge as a van owner runs it: the add-on under a fake
 //! Supervisor, restarts, zero-configuration discovery and the log.
 //!
-//! Each test pins a case that currently behaves wrongly, so each is `#[ignore]`d with the
-//! defect named; `cargo test --test it break_round2 -- --ignored` runs them. Remove the
-//! `ignore` once the product is fixed. Brokers are real Mosquitto instances on free
-//! 127.0.0.1 ports, and the Supervisor is the scripted fake from `addon_fake.rs`.
+//! Each test pins a case that once behaved wrongly and keeps it fixed. Brokers are real
+//! Mosquitto instances on free 127.0.0.1 ports, and the Supervisor is the scripted fake
+//! from `addon_fake.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
