@@ -215,6 +215,9 @@ impl Engine {
     }
 
     fn notify_status(&mut self) {
+        if self.status.shown() == BridgeStatus::Connected {
+            self.notifier.connected();
+        }
         self.notifier.show(self.status.notice());
     }
 }

@@ -87,6 +87,10 @@ pub struct WorkerOptions {
 struct Wanted {
     notice: Option<Notice>,
     refresh: u64,
+    /// The bridge has reached the GX or found a problem: what an earlier run showed can
+    /// now be judged. Until then a left-over notice stays, so a problem that persists
+    /// across a restart does not see its notice vanish and come back.
+    settled: bool,
 }
 
 impl Notifier {
@@ -113,7 +117,15 @@ impl Notifier {
     /// Reports the current bridge status. Cheap and non-blocking; call it on every change
     /// (repeats with the same words cost nothing).
     pub fn status_changed(&self, status: BridgeStatus, detail: &str) {
+        if status == BridgeStatus::Connected {
+            self.connected();
+        }
         self.show(notice_for(status, detail));
+    }
+
+    /// Reports that the bridge reached the GX: notices an earlier run left can go.
+    pub fn connected(&self) {
+        self.wanted.send_if_modified(|wanted| !std::mem::replace(&mut wanted.settled, true));
     }
 
     /// Reports the notice to show, or `None` for none, like [`Notifier::status_changed`]
@@ -162,7 +174,9 @@ async fn run_worker(
         }
         // The wanted notice first: it is what the owner needs to see.
         let mut actions = changes;
-        actions.extend(plan_earlier(&earlier, wanted.notice.as_ref()));
+        if wanted.settled || wanted.notice.is_some() {
+            actions.extend(plan_earlier(&earlier, wanted.notice.as_ref()));
+        }
 
         let mut failed = false;
         for action in &actions {

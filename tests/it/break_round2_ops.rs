@@ -272,6 +272,34 @@ fn notice_dismissed_after_restart() {
     );
 }
 
+/// A problem that outlasts an add-on restart keeps its notice: the new run creates it
+/// again (Home Assistant replaces a notice with the same id) and never dismisses it in
+/// between, so the owner does not see it vanish and come back.
+#[test]
+fn notice_kept_across_restart() {
+    let ha = Mosquitto::start();
+    let supervisor = fake_supervisor(ha.port);
+    let dir = tempfile::tempdir().unwrap();
+    let gx_port = free_port();
+    let options = json!({"gx_host": "127.0.0.1", "gx_port": gx_port, "scan": false});
+    let id = "roamcore_victron_mqtt_disabled";
+
+    let mut first = Addon::start(dir.path(), &options, &supervisor);
+    let created = wait_notification(&supervisor, CREATE, id, Duration::from_secs(30));
+    first.stop();
+    assert!(created, "no mqtt_disabled notification in the first run:\n{}", first.log());
+
+    // Restarted with MQTT still off on the GX.
+    supervisor.clear_calls();
+    let mut second = Addon::start(dir.path(), &options, &supervisor);
+    let created_again = wait_notification(&supervisor, CREATE, id, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    second.stop();
+    assert!(created_again, "the second run did not show the notice:\n{}", second.log());
+    let dismissed = notification_ids(&supervisor, DISMISS);
+    assert!(!dismissed.iter().any(|seen| seen == id), "dismissed while the problem lasted: {dismissed:?}");
+}
+
 /// Home Assistant Core down for an hour (a failed update, a restart loop) while the add-on
 /// has a notice to show. The Supervisor's Core proxy returns 502 meanwhile. Every other
 /// repeated problem is warned once and then counted every 10 minutes, so an hour may
