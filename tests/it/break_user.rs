@@ -230,7 +230,7 @@ async fn supervisor_wait_stop_removes_pid_file() {
     );
     assert!(
         daemon
-            .wait_line("no MQTT service yet", Duration::from_secs(10))
+            .wait_line("waiting for Home Assistant's MQTT broker", Duration::from_secs(10))
             .await,
         "{}",
         daemon.log_text()
