@@ -175,6 +175,10 @@ fn classify(error: &ConnectionError) -> LinkError {
         ConnectionError::MqttState(StateError::Io(e)) | ConnectionError::Io(e) if closed_by_peer(e) => {
             LinkError::PeerClosed
         }
+        // The packet reader wraps socket errors as well: a reset is not a protocol fault.
+        ConnectionError::MqttState(StateError::Deserialization(rumqttc::mqttbytes::Error::Io(e))) if closed_by_peer(e) => {
+            LinkError::PeerClosed
+        }
         ConnectionError::MqttState(StateError::Deserialization(_)) | ConnectionError::NotConnAck(_) => {
             LinkError::Closed("the other side does not speak MQTT (invalid reply); check the address and port".into())
         }
@@ -352,6 +356,9 @@ mod tests {
         assert_eq!(io(ErrorKind::ConnectionReset), LinkError::PeerClosed);
         assert_eq!(io(ErrorKind::BrokenPipe), LinkError::PeerClosed);
         assert_eq!(io(ErrorKind::UnexpectedEof), LinkError::PeerClosed);
+        let wrapped = rumqttc::mqttbytes::Error::Io(Error::from(ErrorKind::ConnectionReset));
+        let reset_while_reading = classify(&ConnectionError::MqttState(StateError::Deserialization(wrapped)));
+        assert_eq!(reset_while_reading, LinkError::PeerClosed);
         let tls = classify(&ConnectionError::Tls(rumqttc::TlsError::Io(Error::from(ErrorKind::HostUnreachable))));
         assert_eq!(tls, LinkError::Unreachable);
     }
