@@ -166,10 +166,10 @@ async fn scan(args: &DiscoverArgs, data_dir: PathBuf, mut stop: std::pin::Pin<&m
             }
         };
         tokio::select! {
-            Some(trace) = traces.recv() => print_trace(&args, started, &trace),
+            Some(trace) = traces.recv() => print_trace(args, started, &trace),
             event = events.recv() => {
                 let Some(event) = event else { break };
-                print_event(&args, started, &event);
+                print_event(args, started, &event);
                 match &event {
                     DiscoveryEvent::Use(endpoint) => {
                         code = 0;
@@ -196,7 +196,7 @@ async fn scan(args: &DiscoverArgs, data_dir: PathBuf, mut stop: std::pin::Pin<&m
     // Trace lines and events travel on separate channels: print the traces that are
     // still queued, such as the outcome behind a final status.
     while let Ok(trace) = traces.try_recv() {
-        print_trace(&args, started, &trace);
+        print_trace(args, started, &trace);
     }
     Ok(code)
 }

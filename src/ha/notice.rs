@@ -24,56 +24,46 @@ pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
     let (title, message) = match status {
         BridgeStatus::MqttDisabled => (
             "Victron GX: MQTT access is off",
-            format!(
-                "RoamCore Victron found a Victron GX, but MQTT access is switched off on \
+            "RoamCore Victron found a Victron GX, but MQTT access is switched off on \
                  it, so no values can be read.\n\n\
                  On the GX (its screen or Remote Console), open **Settings → Integrations → \
                  MQTT Access** and switch it on. On Venus OS before 3.50 the switch is under \
                  **Settings → Services**. The bridge connects by itself once MQTT is on; \
-                 nothing needs restarting."
-            ),
+                 nothing needs restarting.".to_string(),
         ),
         BridgeStatus::AuthRequired => (
             "Victron GX: password needed",
-            format!(
-                "The Victron GX rejected RoamCore Victron's login. Its local network \
+            "The Victron GX rejected RoamCore Victron's login. Its local network \
                  security profile (Secured or Weak) protects MQTT with the GX password.\n\n\
                  Open the RoamCore Victron add-on's **Configuration** tab, enter the GX \
                  password (the one for Remote Console and the GX web page) as **GX \
                  password**, switch on **Use TLS** if the profile is Secured, save and \
                  restart the add-on. The profile is shown on the GX under **Settings → \
-                 General → Access & Security**."
-            ),
+                 General → Access & Security**.".to_string(),
         ),
         BridgeStatus::TlsUntrusted => (
             "Victron GX: certificate changed",
-            format!(
-                "The Victron GX presented a TLS certificate that differs from the one \
+            "The Victron GX presented a TLS certificate that differs from the one \
                  RoamCore Victron stored when it first connected, so the bridge does not \
                  trust it and stays disconnected.\n\n\
                  This is expected after a factory reset or a replacement of the GX. It can \
                  also mean that another device answers at the GX's address. If you reset or \
                  replaced the GX, switch on the add-on option **Trust the GX's new \
-                 certificate** once and restart the add-on."
-            ),
+                 certificate** once and restart the add-on.".to_string(),
         ),
         BridgeStatus::MultipleGx => (
             "Victron GX: more than one found",
-            format!(
-                "RoamCore Victron sees more than one Victron GX on the network and will \
+            "RoamCore Victron sees more than one Victron GX on the network and will \
                  not guess which one belongs to this vehicle.\n\n\
                  Enter the portal id of yours as **GX portal id** in the RoamCore Victron \
                  add-on's **Configuration** tab, save and restart the add-on. The GX shows \
-                 its portal id under **Settings → VRM**, and it is printed on its label."
-            ),
+                 its portal id under **Settings → VRM**, and it is printed on its label.".to_string(),
         ),
         BridgeStatus::ConfigError => (
             "RoamCore Victron: invalid option",
-            format!(
-                "Some options of the RoamCore Victron add-on are invalid and were ignored.\n\n\
+            "Some options of the RoamCore Victron add-on are invalid and were ignored.\n\n\
                  Correct them in the add-on's **Configuration** tab, save and restart the \
-                 add-on. The add-on log names each invalid option."
-            ),
+                 add-on. The add-on log names each invalid option.".to_string(),
         ),
         _ => return None,
     };

@@ -150,7 +150,7 @@ fn apply(transform: Transform, value: f64, gx: &GxState, ctx: &Context<'_>, prob
                 .and_then(|s| s.number("Dc/Battery/State"))
                 .map(|state| state == 2.0)
                 .unwrap_or(true);
-            if !discharging || value >= TIME_TO_GO_CAP_S || value < 0.0 {
+            if !discharging || !(0.0..TIME_TO_GO_CAP_S).contains(&value) {
                 State::Unknown
             } else {
                 State::Number(value)
