@@ -508,13 +508,25 @@ impl Normaliser {
                 desired.push(DesiredBinding {
                     key: expand_key(row, &slug, slot),
                     row,
-                    name: row.name.replace("{name}", &device_name),
+                    name: entity_name(row.name, &device_name),
                     device: device.clone(),
                 });
             }
         }
         desired
     }
+}
+
+/// Fills a per-device row's `{name} ...` template. A custom name that already ends with
+/// the row's word ("Water tank temperature") does not get it twice.
+fn entity_name(template: &str, device_name: &str) -> String {
+    if let Some(word) = template.strip_prefix("{name} ") {
+        let lower = device_name.to_lowercase();
+        if lower == word || lower.ends_with(&format!(" {word}")) {
+            return device_name.to_string();
+        }
+    }
+    template.replace("{name}", device_name)
 }
 
 /// Reports a device dropped because its kind already has the most devices kept.
@@ -574,4 +586,20 @@ fn dependencies(def: &EntityDef) -> Vec<(ServiceKind, &'static str)> {
         _ => {}
     }
     deps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entity_name;
+
+    #[test]
+    fn entity_name_repeated_word() {
+        // venus-docker simulation `s` names a fridge-type sensor "Water tank temperature".
+        assert_eq!(entity_name("{name} temperature", "Water tank temperature"), "Water tank temperature");
+        assert_eq!(entity_name("{name} temperature", "Temperature"), "Temperature");
+        assert_eq!(entity_name("{name} temperature", "Freezer"), "Freezer temperature");
+        assert_eq!(entity_name("{name} humidity", "Water tank temperature"), "Water tank temperature humidity");
+        // Only a whole last word counts.
+        assert_eq!(entity_name("{name} level", "Bilevel"), "Bilevel level");
+    }
 }

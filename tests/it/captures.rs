@@ -372,4 +372,5 @@ capture_tests! {
     capture_simple_boat => "simple-boat",
     capture_multirs => "multirs",
     capture_gui_demo => "gui-demo",
+    capture_demo1_dbus => "demo1-dbus",
 }

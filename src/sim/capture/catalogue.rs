@@ -72,6 +72,15 @@ pub static NAMED_CAPTURES: &[NamedCapture] = &[
         )],
     },
     NamedCapture {
+        name: "demo1-dbus",
+        description: "the demo1 GX read over D-Bus instead of MQTT (Venus v3.62, Boat/Motorhome \
+                      demo 1): the same devices, named by service and device instance",
+        // Fictional, so that it and demo1 can share a broker.
+        portal_id: "c0847dbad0b5",
+        format: Format::MqttLog,
+        files: &[fixture!("sbender9__signalk-venus-plugin__test_dbus-test.log")],
+    },
+    NamedCapture {
         name: "ess",
         description: "Victron's ESS demo recording: grid meter, PV inverter, MPPT 150/35, \
                       MultiPlus 48/3000, BMV-702",
