@@ -331,8 +331,10 @@ impl Normaliser {
             };
             let counter = entity.def.state_class == Some(StateClass::TotalIncreasing);
             // A counter read in the middle of a full publish may lack a charger or take the
-            // wrong battery monitor; wait for the complete picture.
-            if counter && self.snapshot.is_some() {
+            // wrong battery monitor, and a per-phase sum may have L1 but not yet L2 and L3
+            // (a dip of two thirds on a three-phase system); wait for the complete picture.
+            let phase_sum = matches!(entity.def.source, Source::SystemPhases(_) | Source::RolePhases(..));
+            if (counter || phase_sum) && self.snapshot.is_some() {
                 continue;
             }
             let device = device_id.as_ref().and_then(|d| self.gx.device(d));

@@ -13,6 +13,7 @@ mod break_user;
 mod break_model;
 mod break_round2_data;
 mod break_round2_ops;
+mod break_round3;
 mod captures;
 mod docs;
 mod engine_tick;
