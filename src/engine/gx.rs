@@ -159,6 +159,9 @@ impl Engine {
                 if service == "system" && path == "FirmwareVersion" {
                     self.update_firmware();
                 }
+                if service == "platform" && topic.ends_with(crate::gx::session::MODEL_PATH) {
+                    self.update_model(bytes);
+                }
                 self.apply(changes, now);
             }
             GxTopic::Heartbeat { portal: p } if portal.as_deref() == Some(p) => {
@@ -413,6 +416,24 @@ impl Engine {
             self.set_status(BridgeStatus::Stale, format!("The GX at {label} stopped sending data ({reason}); asking it to resend everything."));
         }
         self.publish_status();
+    }
+
+    /// Takes the GX's model name from `platform/0/Device/Model`: printable text of at
+    /// most 64 characters, else ignored.
+    fn update_model(&mut self, bytes: &[u8]) {
+        let payload::Payload::Value(value) = payload::parse(bytes) else {
+            return;
+        };
+        let Some(model) = value.as_str().map(str::trim) else {
+            return;
+        };
+        if model.is_empty() || model.chars().count() > 64 || model.chars().any(char::is_control) {
+            return;
+        }
+        if self.status.model() != Some(model) {
+            self.status.set_model(Some(model.to_string()), None);
+            self.publish_status();
+        }
     }
 
     fn update_firmware(&mut self) {

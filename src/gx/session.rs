@@ -30,6 +30,9 @@ use crate::backoff::Backoff;
 use crate::clock::Timings;
 use crate::model::spec::ServiceKind;
 
+/// Where Venus OS publishes the GX's model name (`platform/0/Device/Model`, "Cerbo GX").
+pub const MODEL_PATH: &str = "platform/0/Device/Model";
+
 /// Which Venus MQTT bridge the GX runs, as far as we can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
@@ -166,6 +169,9 @@ impl Session {
         topics.push(format!("N/{portal}/heartbeat"));
         topics.push(format!("N/{portal}/full_publish_completed"));
         topics.push(format!("N/{portal}/keepalive"));
+        // The GX's model ("Cerbo GX") for the status attributes: one topic of the
+        // platform tree, not the tree.
+        topics.push(format!("N/{portal}/{MODEL_PATH}"));
 
         self.phase = Phase::Snapshot { since: now, token: None };
         self.last_keepalive = Some(now);
@@ -435,7 +441,8 @@ mod tests {
         let Action::Subscribe(topics) = &actions[1] else { panic!("{actions:?}") };
         assert!(topics.contains(&"N/c0619ab0d0e1/battery/#".to_string()));
         assert!(topics.contains(&"N/c0619ab0d0e1/heartbeat".to_string()));
-        assert!(!topics.iter().any(|t| t.contains("settings") || t.contains("platform") || t.contains("vecan")));
+        assert!(!topics.iter().any(|t| t.contains("settings") || t.contains("platform/#") || t.contains("vecan")));
+        assert!(topics.contains(&"N/c0619ab0d0e1/platform/0/Device/Model".to_string()));
         assert_eq!(keepalives(&actions), vec![""]);
         assert!(s.serial("c0619ab0d0e1", t0).is_empty(), "repeated Serial is ignored");
     }

@@ -51,3 +51,18 @@ async fn three_phase_sum_never_published_partial() {
         );
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn gx_model_shown_with_gx_host() {
+    // With --gx there is no LAN discovery to name the model; the GX publishes it on
+    // platform/0/Device/Model ("Ekrano GX" in the boat capture).
+    let rig = Rig::start(RigOptions::default()).await;
+    let topic = format!("{BASE}/bridge_status/attributes");
+    let shown = rig
+        .observer
+        .wait_until(Duration::from_secs(20), |seen| {
+            seen.latest.get(&topic).and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok()).is_some_and(|a| a["model"] == "Ekrano GX")
+        })
+        .await;
+    assert!(shown, "attributes {:?}\n{}", rig.observer.latest(&topic), rig.log());
+}
