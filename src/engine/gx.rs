@@ -430,7 +430,7 @@ impl Engine {
         if model.is_empty() || model.chars().count() > 64 || model.chars().any(char::is_control) {
             return;
         }
-        if self.status.model() != Some(model) {
+        if self.status.gx_model().as_deref() != Some(model) {
             self.status.set_model(Some(model.to_string()), None);
             self.publish_status();
         }

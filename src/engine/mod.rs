@@ -189,6 +189,8 @@ impl Engine {
                 .map(Duration::from_secs_f64),
             last_stats: Instant::now(),
         };
+        // Capabilities seen before a restart are shown at once, also while the GX is away.
+        engine.status.set_capabilities(engine.model.capabilities());
         engine.sync_policies();
         engine.publish_initial();
         engine

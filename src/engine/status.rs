@@ -98,10 +98,6 @@ impl BridgeState {
         }
     }
 
-    pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
     pub fn set_model(&mut self, model: Option<String>, firmware: Option<String>) {
         if model.is_some() {
             self.model = model;

@@ -47,6 +47,20 @@ async fn restart_without_gx(rig: &mut Rig, before: &Value, figure: &str) {
     assert!(removals.is_empty(), "removal entries published: {removals:?}");
     assert!(rig.wait_payload(BRIDGE_TOPIC, "online", Duration::from_secs(5)).await.is_some(), "{}", rig.log());
     assert_eq!(rig.observer.latest(GX_TOPIC).as_deref(), Some("offline"), "entities must stay unavailable without the GX");
+    // The capabilities seen before the restart are shown while the GX is away.
+    let attributes: Vec<Value> = {
+        let seen = rig.observer.seen.lock().unwrap();
+        seen.log
+            .iter()
+            .filter(|(at, topic, _)| *at >= started && topic.ends_with("/bridge_status/attributes"))
+            .filter_map(|(_, _, payload)| serde_json::from_str(payload).ok())
+            .collect()
+    };
+    assert!(!attributes.is_empty(), "no status attributes after the restart");
+    for published in &attributes {
+        let capabilities = published["capabilities"].as_array().map(Vec::len).unwrap_or(0);
+        assert!(capabilities > 3, "capabilities lost across the restart: {published}");
+    }
 
     rig.gx.restart();
     let consistent = rig.wait_consistent(Duration::from_secs(30)).await;
