@@ -103,7 +103,7 @@ impl LinkError {
         match self {
             LinkError::Auth => "login rejected (wrong or missing username/password)".into(),
             LinkError::PinMismatch => "TLS certificate differs from the pinned one".into(),
-            LinkError::Tls(e) => format!("TLS handshake failed: {e}"),
+            LinkError::Tls(e) => format!("TLS handshake failed: {e} (does the port speak TLS? a GX serves TLS on 8883, plain MQTT on 1883)"),
             LinkError::Refused => "connection refused (nothing listens on that port)".into(),
             LinkError::Timeout => "timed out (no answer to TCP connect or MQTT CONNECT)".into(),
             LinkError::Unreachable => "no route to the host (it is off, or not on this network)".into(),

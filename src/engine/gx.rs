@@ -83,7 +83,7 @@ impl Engine {
             auth_retry: self.timings.auth_retry,
         };
 
-        tracing::info!(gx = %target.label(), tls = target.tls, portal_id = ?target.portal_id, "connecting to the GX");
+        tracing::info!(gx = %target.label(), tls = target.tls, portal_id = target.portal_id.as_deref().unwrap_or("any"), "connecting to the GX");
         self.gx_refusals.reset();
         self.status.set_gx(Some(target.label()), target.portal_id.clone());
         self.set_status(BridgeStatus::Connecting, format!("Connecting to the GX at {}.", target.label()));
@@ -196,7 +196,7 @@ impl Engine {
                 self.wrong_portal = Some(portal.clone());
                 let detail = format!(
                     "The GX at {label} has portal id {portal}, but the bridge is set to use the GX {expected}. \
-                     To use this GX instead, set portal_id to {portal}; otherwise point gx_host at the GX {expected}."
+                     To use this GX instead, set portal_id (--portal-id) to {portal}; otherwise point gx_host (--gx) at the GX {expected}."
                 );
                 let problem = SetupProblem::WrongGx { host: label, found: portal, expected };
                 self.set_setup_problem(problem, detail);

@@ -132,6 +132,20 @@ impl Normaliser {
         let Some(kind) = ServiceKind::from_topic(service) else {
             return Changes::default();
         };
+        // Devices of the first full publish are not news; one that comes later is.
+        if !self.snapshot_done {
+            return self.ingest_value(kind, instance, path, payload, now);
+        }
+        let id = DeviceId::new(kind, instance);
+        let before = self.gx.device(&id).is_some_and(|d| d.present);
+        let changes = self.ingest_value(kind, instance, path, payload, now);
+        if !before && self.gx.device(&id).is_some_and(|d| d.present) {
+            tracing::info!(device = %id.label(), "device appeared on the GX");
+        }
+        changes
+    }
+
+    fn ingest_value(&mut self, kind: ServiceKind, instance: &str, path: &str, payload: Payload, now: u64) -> Changes {
         // An entity whose value never changes is evaluated only when something
         // structural happens; keep its "last seen" current for `forget` anyway.
         if now >= self.last_seen_refresh + 3600 {

@@ -129,6 +129,12 @@ impl Gx {
         if service_type == "system" && path == "Serial" {
             return Vec::new();
         }
+        // A device off the D-Bus publishes nothing; its recording or random walk goes on
+        // and the value is there when it returns.
+        if let Some(departed) = self.departed.get_mut(&(service_type.clone(), instance.clone())) {
+            departed.values.insert(path.to_string(), value);
+            return Vec::new();
+        }
         let service = self
             .services
             .entry((service_type.clone(), instance.clone()))

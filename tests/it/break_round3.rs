@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use roamcore_victron::sim::Mode;
+
 use crate::support::rig::{Rig, RigOptions, BASE};
 
 /// Returns every number published on `key`'s state topic at or after `since`, in order.
@@ -65,4 +67,30 @@ async fn gx_model_shown_with_gx_host() {
         })
         .await;
     assert!(shown, "attributes {:?}\n{}", rig.observer.latest(&topic), rig.log());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn device_leaves_once_and_returns_once() {
+    // With live values the simulated GX once kept moving a departed battery monitor's
+    // voltage, which brought back a ghost device and logged its departure twice.
+    let options = RigOptions { live_values: true, mode: Mode::DbusMqtt, ..RigOptions::default() };
+    let rig = Rig::start(options).await;
+    assert!(rig.wait_log("status=connected", 0, Duration::from_secs(20)).await.is_some(), "{}", rig.log());
+
+    let mark = rig.log_mark();
+    rig.sim.remove_device("battery", "275").await;
+    assert!(rig.wait_log("device left the GX", mark, Duration::from_secs(5)).await.is_some(), "{}", rig.log());
+    // Several seconds of random walk while the device is away.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let away = rig.daemon().lines()[mark..].iter().filter(|l| l.contains("device appeared on the GX")).count();
+    assert_eq!(away, 0, "the departed device came back by itself\n{}", rig.log());
+    let restored = rig.log_mark();
+    rig.sim.restore_device("battery", "275").await;
+    assert!(rig.wait_log("device appeared on the GX", restored, Duration::from_secs(5)).await.is_some(), "{}", rig.log());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let lines = rig.daemon().lines();
+    let count = |needle: &str| lines.iter().skip(mark).filter(|l| l.contains(needle) && l.contains("battery/275")).count();
+    assert_eq!(count("device left the GX"), 1, "{}", rig.log());
+    assert_eq!(count("device appeared on the GX"), 1, "{}", rig.log());
 }

@@ -201,6 +201,13 @@ fn yacht35_aggregates_by_hand() {
         solar + vebus - 450.0
     ));
     assert_eq!(system(&gx, "Dc/System/MeasurementType"), json!(0));
+
+    // A departed device publishes nothing, whatever its recording does; it returns with
+    // the value its recording reached meanwhile.
+    assert!(gx.set("dcsystem/40/Dc/0/Power", json!(77.0)).is_empty());
+    assert!(gx.get("dcsystem/40/Dc/0/Power").is_none());
+    let back = gx.restore_service("dcsystem", "40");
+    assert!(back.iter().any(|c| c.suffix == "dcsystem/40/Dc/0/Power" && c.value == Some(json!(77.0))));
 }
 
 /// bmv: a BMV-702 alone. No inverter, no charger: AC paths invalid, system state 0.
