@@ -133,9 +133,15 @@ pub struct RunArgs {
     #[arg(long, env = "ROAMCORE_LOG_LEVEL", value_enum, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 
-    /// Add-on options file (JSON). Read when present [default: /data/options.json].
+    /// Add-on options file (JSON). Read when present [default: /data/options.json]; a file
+    /// named here that cannot be read shows config_error.
     #[arg(long, env = "ROAMCORE_OPTIONS", value_name = "FILE")]
     pub options: Option<PathBuf>,
+
+    /// Health file for `roamcore-victron health`, rewritten every few seconds; give each
+    /// daemon on one machine its own [default: /tmp/roamcore-victron/health.json].
+    #[arg(long, env = crate::health::PATH_ENV, value_name = "FILE")]
+    pub health_file: Option<PathBuf>,
 
     /// Drop entities whose source has not been seen for this many days, checked once the GX
     /// has sent its full publish and then daily [default: 0, never].

@@ -151,6 +151,8 @@ pub struct Settings {
     pub ha_password: Option<String>,
     pub discovery_prefix: String,
     pub data_dir: PathBuf,
+    /// Where the health file for `roamcore-victron health` is written.
+    pub health_file: PathBuf,
     pub log_level: LogLevel,
     pub forget_after_days: u32,
     /// Forget pinned GX certificates once, when this option is switched on (a reset GX
@@ -302,6 +304,11 @@ pub fn merge(args: &RunArgs, supervised: bool) -> Settings {
         ha_password: args.ha_password.clone(),
         discovery_prefix,
         data_dir,
+        health_file: args
+            .health_file
+            .clone()
+            .filter(|path| !path.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from(crate::health::DEFAULT_PATH)),
         log_level: args.log_level.or_else(|| file.log_level("log_level")).unwrap_or(LogLevel::Info),
         forget_after_days: args
             .forget_after_days

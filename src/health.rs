@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// Default location of the health file, overridden by `ROAMCORE_HEALTH_FILE`.
+/// Default location of the health file, overridden by `--health-file` or `ROAMCORE_HEALTH_FILE`.
 pub const DEFAULT_PATH: &str = "/tmp/roamcore-victron/health.json";
 
 /// Environment variable that overrides [`DEFAULT_PATH`] for the daemon and the check.
@@ -139,14 +139,6 @@ fn preferred_clock() -> ClockSource {
     }
 }
 
-/// Returns the health-file path: `ROAMCORE_HEALTH_FILE`, else [`DEFAULT_PATH`].
-pub fn path_from_env() -> PathBuf {
-    std::env::var_os(PATH_ENV)
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
-}
-
 /// Writes the health file from the engine's ticks.
 #[derive(Debug)]
 pub struct HealthReporter {
@@ -158,11 +150,6 @@ pub struct HealthReporter {
 }
 
 impl HealthReporter {
-    /// Creates a reporter for the path from [`path_from_env`].
-    pub fn from_env() -> HealthReporter {
-        HealthReporter::new(path_from_env())
-    }
-
     pub fn new(path: PathBuf) -> HealthReporter {
         let clock = preferred_clock();
         let started = clock_now(clock).unwrap_or(0.0);

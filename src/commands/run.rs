@@ -49,7 +49,7 @@ async fn run(settings: Settings, supervisor: Option<Supervisor>, shutdown: Shutd
     let pid_file = settings.data_dir.join(super::PID_FILE);
     let _ = std::fs::write(&pid_file, format!("{}\n", std::process::id()));
     let timings = Timings::scaled(settings.time_scale);
-    let mut health = HealthReporter::from_env();
+    let mut health = HealthReporter::new(settings.health_file.clone());
     let ha = match (&settings.ha_broker, &supervisor) {
         (Some(broker), _) => ha_link_config(
             &timings,

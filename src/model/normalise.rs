@@ -538,7 +538,9 @@ impl Normaliser {
 fn entity_name(template: &str, device_name: &str) -> String {
     if let Some(word) = template.strip_prefix("{name} ") {
         let lower = device_name.to_lowercase();
-        if lower == word || lower.ends_with(&format!(" {word}")) {
+        let last = lower.rsplit(' ').next().unwrap_or("").trim_end_matches('.');
+        let same = last == word || (word == "temperature" && last == "temp");
+        if same {
             return device_name.to_string();
         }
     }
@@ -615,6 +617,9 @@ mod tests {
         assert_eq!(entity_name("{name} temperature", "Temperature"), "Temperature");
         assert_eq!(entity_name("{name} temperature", "Freezer"), "Freezer temperature");
         assert_eq!(entity_name("{name} humidity", "Water tank temperature"), "Water tank temperature humidity");
+        // The boat capture names a sensor "Fridge Temp".
+        assert_eq!(entity_name("{name} temperature", "Fridge Temp"), "Fridge Temp");
+        assert_eq!(entity_name("{name} temperature", "Fridge temp."), "Fridge temp.");
         // Only a whole last word counts.
         assert_eq!(entity_name("{name} level", "Bilevel"), "Bilevel level");
     }
