@@ -92,6 +92,10 @@ pub enum Stored {
 #[derive(Debug, Default)]
 pub struct GxState {
     devices: BTreeMap<DeviceId, Device>,
+    /// Instance of the battery monitor `ActiveBatteryService` last named. While that path
+    /// is null or the system service is away (systemcalc restarting), this monitor stays
+    /// the main one, so no battery's entities show another battery's values meanwhile.
+    last_main_battery: Option<Box<str>>,
 }
 
 impl GxState {
@@ -117,6 +121,11 @@ impl GxState {
 
     /// Stores a value for a path (already interned).
     pub fn store(&mut self, id: &DeviceId, path: PathId, value: GxValue) -> Stored {
+        if id.kind == ServiceKind::System && Some(path) == active_battery_path() {
+            if let GxValue::Text(service) = &value {
+                self.last_main_battery = battery_instance(service).map(Into::into);
+            }
+        }
         let Some((device, new_device)) = self.entry(id) else {
             return Stored::TooMany;
         };
@@ -160,6 +169,7 @@ impl GxState {
     /// Forgets every device (new session with a GX that may have changed).
     pub fn clear(&mut self) {
         self.devices.clear();
+        self.last_main_battery = None;
     }
 
     /// Finds or creates a device; `None` when its kind already has the most devices we
@@ -204,14 +214,14 @@ impl GxState {
         let system = self.system();
         match system.and_then(|s| s.value("ActiveBatteryService")) {
             Some(GxValue::Text(service)) => {
-                let (name, instance) = service.rsplit_once('/')?;
-                if name.ends_with(".battery") {
-                    self.device(&DeviceId::new(ServiceKind::Battery, instance))
-                } else {
-                    None
-                }
+                let instance = battery_instance(service)?;
+                self.device(&DeviceId::new(ServiceKind::Battery, instance))
             }
-            _ => self.of_kind(ServiceKind::Battery).next(),
+            _ => self
+                .last_main_battery
+                .as_deref()
+                .and_then(|instance| self.device(&DeviceId::new(ServiceKind::Battery, instance)))
+                .or_else(|| self.of_kind(ServiceKind::Battery).next()),
         }
     }
 
@@ -226,6 +236,19 @@ impl GxState {
         }
         ServiceKind::INVERTERS.iter().find_map(|kind| self.of_kind(*kind).next())
     }
+}
+
+/// Returns the instance of a battery monitor named like `com.victronenergy.battery/289`;
+/// `None` for other services (a VE.Bus device used as the battery).
+fn battery_instance(service: &str) -> Option<&str> {
+    let (name, instance) = service.rsplit_once('/')?;
+    name.ends_with(".battery").then_some(instance)
+}
+
+/// Returns the path id of `system/0/ActiveBatteryService`.
+fn active_battery_path() -> Option<PathId> {
+    static ID: std::sync::OnceLock<Option<PathId>> = std::sync::OnceLock::new();
+    *ID.get_or_init(|| PathTable::get().id(ServiceKind::System, "ActiveBatteryService"))
 }
 
 /// True for paths that carry an alarm level: `Alarms/<Name>`, per-phase
@@ -295,6 +318,11 @@ mod tests {
 
         assert_eq!(&*state.role(Role::MainBattery).unwrap().id.instance, "275");
         state.store(&system, active, GxValue::Text("com.victronenergy.battery/289".into()));
+        assert_eq!(&*state.role(Role::MainBattery).unwrap().id.instance, "289");
+        // Null while systemcalc restarts: the monitor it last named stays the main one.
+        state.store(&system, active, GxValue::Null);
+        assert_eq!(&*state.role(Role::MainBattery).unwrap().id.instance, "289");
+        state.gone(&system);
         assert_eq!(&*state.role(Role::MainBattery).unwrap().id.instance, "289");
         state.store(&system, active, GxValue::Text("com.victronenergy.vebus/274".into()));
         assert!(state.role(Role::MainBattery).is_none());
