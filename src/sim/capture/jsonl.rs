@@ -21,6 +21,7 @@ use super::{service_type_of, Capture, CaptureKind, Service, Setup};
 /// Parses an MQTT log. `portal_id` overrides the id found in the topics.
 pub fn load(name: &str, bytes: &[u8], portal_id: Option<&str>) -> anyhow::Result<Capture> {
     let text = std::str::from_utf8(bytes).context("MQTT log is not UTF-8")?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut found_portal: Option<String> = None;
     let mut services: BTreeMap<(String, String), Service> = BTreeMap::new();
 

@@ -26,6 +26,8 @@ pub struct Recording {
 /// Parses one recorder file.
 pub fn parse(bytes: &[u8]) -> anyhow::Result<Recording> {
     let text = std::str::from_utf8(bytes).context("recording is not UTF-8")?;
+    // A file saved by a Windows editor may start with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().map(|line| line.trim_end_matches('\r'));
 
     let name = lines.next().unwrap_or("").trim().to_string();
@@ -114,7 +116,7 @@ pub fn parse_value(dbus_type: &str, text: &str) -> Value {
 pub fn parse_setup(bytes: &[u8]) -> Setup {
     let mut setup = Setup::default();
     for line in String::from_utf8_lossy(bytes).lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
+        let fields: Vec<&str> = line.trim_start_matches('\u{feff}').split_whitespace().collect();
         if fields.len() < 3 || fields[0] != "com.victronenergy.settings" {
             continue;
         }
@@ -149,13 +151,23 @@ pub fn load_set(
         setup: Setup::default(),
     };
 
+    let csv_count = files.iter().filter(|(file_name, _)| file_name.ends_with(".csv")).count();
     for (file_name, bytes) in files {
         if file_name.ends_with("setup") {
             capture.setup = parse_setup(bytes);
         } else if file_name.ends_with("description") {
-            capture.description = String::from_utf8_lossy(bytes).trim().to_string();
+            capture.description = String::from_utf8_lossy(bytes).trim_start_matches('\u{feff}').trim().to_string();
         } else if file_name.ends_with(".csv") {
-            let recording = parse(bytes).with_context(|| format!("in {file_name}"))?;
+            // In a folder, one file that is not a recording (notes, an export of
+            // something else) is skipped; a capture of one file must be valid.
+            let recording = match parse(bytes).with_context(|| format!("in {file_name}")) {
+                Ok(recording) => recording,
+                Err(error) if csv_count > 1 => {
+                    tracing::warn!(file = file_name, "skipping a file that is not a D-Bus recording: {error:#}");
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let index = capture.services.len();
             for (at, path, value) in recording.events {
                 capture.events.push(ChangeEvent {
@@ -168,7 +180,7 @@ pub fn load_set(
             capture.services.push(recording.service);
         }
     }
-    anyhow::ensure!(!capture.services.is_empty(), "no recorder .csv file found");
+    anyhow::ensure!(!capture.services.is_empty(), "no valid recorder .csv file found");
 
     // A stable sort keeps the file order of events recorded in the same second.
     capture.events.sort_by_key(|event| event.at);
@@ -215,5 +227,16 @@ mod tests {
     #[test]
     fn rejects_a_file_without_service_name() {
         assert!(parse(b"/Level\tDOUBLE\t1\t1\n").is_err());
+    }
+
+    #[test]
+    fn byte_order_mark_and_stray_file() {
+        let tank = "\u{feff}com.victronenergy.tank.adc0\r\n/DeviceInstance\tINT32\t20\t20\r\n/Level\tDOUBLE\t51\t51%\r\n";
+        let notes = "my notes about this boat\n";
+        let set = load_set("t", &[("notes.csv", notes.as_bytes()), ("tank.csv", tank.as_bytes())], None).unwrap();
+        assert_eq!(set.services.len(), 1, "the notes file is skipped");
+        assert_eq!(set.services[0].values["Level"], json!(51.0));
+        // A capture of that one file alone is an error, not an empty GX.
+        assert!(load_set("t", &[("notes.csv", notes.as_bytes())], None).is_err());
     }
 }
