@@ -137,8 +137,10 @@ pub fn markdown() -> String {
          - **Per-device entities** are numbered by slot, assigned when the device is first seen and kept in \
          the data directory: `tank_fresh_water_level`, then `tank_fresh_water_2_level` for a second tank of \
          the same fluid. Extra battery monitors are `battery_2_*`, `battery_3_*`, ... Fluids: fuel, fresh_water, \
-         waste_water, live_well, oil, black_water, gasoline, diesel, lpg, lng, hydraulic_oil, raw_water. \
-         Temperature types: battery, fridge, generic, room, outdoor, water_heater, freezer.\n\
+         waste_water, live_well, oil, black_water, gasoline, diesel, lpg, lng, hydraulic_oil, raw_water, and \
+         other for a code Venus OS does not list. Temperature types: battery, fridge, generic, room, outdoor, \
+         water_heater, freezer; an unlisted code counts as generic. A tank or sensor that publishes no type \
+         has no entities, and the log says so. The type set on the GX chooses the id, not the custom name.\n\
          - **Deleting** an entity in Home Assistant removes only that entity; it comes back the next time the \
          bridge republishes discovery (on every reconnect and Home Assistant restart). Disable an unwanted \
          entity instead of deleting it.\n\n",

@@ -442,7 +442,7 @@ impl Normaliser {
     /// Decides which device each per-device entity belongs to.
     fn classify(&mut self) -> Changes {
         let mut changes = Changes::default();
-        let desired = self.desired_bindings();
+        let desired = self.desired_bindings(&mut changes.problems);
         let desired_keys: HashSet<&str> = desired.iter().map(|b| b.key.as_str()).collect();
 
         let stale: Vec<EntityId> = self
@@ -467,7 +467,7 @@ impl Normaliser {
         changes
     }
 
-    fn desired_bindings(&mut self) -> Vec<DesiredBinding> {
+    fn desired_bindings(&mut self, problems: &mut Vec<Problem>) -> Vec<DesiredBinding> {
         let mut groups: Vec<(String, String, Family, DeviceId, String)> = Vec::new();
 
         let main_battery = self.gx.role(Role::MainBattery).map(|d| d.id.clone());
@@ -477,22 +477,35 @@ impl Normaliser {
                 groups.push(("battery".into(), String::new(), Family::ExtraBattery, device.id.clone(), name));
             }
         }
+        let snapshot_done = self.snapshot_done;
         for device in self.gx.of_kind(ServiceKind::Tank) {
-            let Some(fluid) = device.value("FluidType").and_then(GxValue::as_i64).and_then(|c| FLUID_TYPE.lookup(c)) else {
+            let Some(code) = device.value("FluidType").and_then(GxValue::as_i64) else {
+                if snapshot_done {
+                    problems.push(untyped(device, "FluidType"));
+                }
                 continue;
             };
+            // NMEA 2000 senders and third-party drivers may report codes Venus OS does
+            // not list; such a tank is kept, as `tank_other`.
+            let fluid = FLUID_TYPE.lookup(code).unwrap_or_else(|| {
+                problems.push(unknown_type(device, "fluid type", code, "tank_other"));
+                "other"
+            });
             let custom = device.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
             let name = custom.map(str::to_string).unwrap_or_default();
             groups.push((format!("tank:{fluid}"), fluid.to_string(), Family::Tank, device.id.clone(), name));
         }
         for device in self.gx.of_kind(ServiceKind::Temperature) {
-            let Some(kind) = device
-                .value("TemperatureType")
-                .and_then(GxValue::as_i64)
-                .and_then(|c| TEMPERATURE_TYPE.lookup(c))
-            else {
+            let Some(code) = device.value("TemperatureType").and_then(GxValue::as_i64) else {
+                if snapshot_done {
+                    problems.push(untyped(device, "TemperatureType"));
+                }
                 continue;
             };
+            let kind = TEMPERATURE_TYPE.lookup(code).unwrap_or_else(|| {
+                problems.push(unknown_type(device, "temperature type", code, "temperature_generic"));
+                "generic"
+            });
             let custom = device.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
             let name = custom.map(str::to_string).unwrap_or_default();
             groups.push((format!("temperature:{kind}"), kind.to_string(), Family::Temperature, device.id.clone(), name));
@@ -530,6 +543,26 @@ impl Normaliser {
             }
         }
         desired
+    }
+}
+
+/// Reports a tank or temperature sensor that has no entities because it never
+/// published its type.
+fn untyped(device: &Device, path: &str) -> Problem {
+    Problem {
+        key: format!("untyped:{}", device.id.label()),
+        message: format!(
+            "{} publishes no {path}, so it has no entities yet; set its type on the GX",
+            device.id.label()
+        ),
+    }
+}
+
+/// Reports a type code outside Venus OS's list and the entities used instead.
+fn unknown_type(device: &Device, what: &str, code: i64, used: &str) -> Problem {
+    Problem {
+        key: format!("unknown_type:{}", device.id.label()),
+        message: format!("{}: unknown {what} code {code}; published as {used}", device.id.label()),
     }
 }
 

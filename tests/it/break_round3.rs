@@ -95,3 +95,31 @@ async fn device_leaves_and_returns_once() {
     assert_eq!(count("device left the GX"), 1, "{}", rig.log());
     assert_eq!(count("device appeared on the GX"), 1, "{}", rig.log());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn unknown_fluid_type_kept() {
+    // A tank sender reporting a fluid code Venus OS does not list once vanished without a
+    // log line. It is now kept as tank_other, and the log says why.
+    let rig = Rig::start(RigOptions::default()).await;
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+
+    let mark = rig.log_mark();
+    rig.sim.set_value("tank/20/FluidType", serde_json::json!(42)).await;
+    let level = rig.sim.values().await.get("tank/20/Level").and_then(|v| v.as_f64()).expect("tank 20 has a level");
+    let topic = format!("{BASE}/tank_other_level/state");
+    let published = rig
+        .observer
+        .wait_until(Duration::from_secs(10), |seen| {
+            seen.latest.get(&topic).and_then(|p| p.parse::<f64>().ok()).is_some_and(|v| (v - level).abs() < 0.5)
+        })
+        .await;
+    assert!(published, "tank_other_level: {:?}, tank level {level}\n{}", rig.observer.latest(&topic), rig.log());
+    let discovered = rig
+        .observer
+        .wait_until(Duration::from_secs(5), |seen| {
+            seen.latest.get("homeassistant/device/roamcore_victron/config").is_some_and(|c| c.contains("\"tank_other_level\""))
+        })
+        .await;
+    assert!(discovered, "tank_other_level missing from discovery\n{}", rig.log());
+    assert!(rig.wait_log("unknown fluid type code 42", mark, Duration::from_secs(5)).await.is_some(), "{}", rig.log());
+}
