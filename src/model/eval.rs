@@ -189,8 +189,12 @@ fn fetch<'a>(source: &Source, gx: &'a GxState, ctx: &Context<'a>) -> Option<Raw<
                     any = true;
                 }
             }
+            // Devices that publish the path, all null just now: unknown, not unavailable.
+            let published = || kinds.iter().flat_map(|kind| gx.of_kind(*kind)).any(|d| d.value(path).is_some());
             if any {
                 Raw::Sum(sum)
+            } else if published() {
+                Raw::Null
             } else {
                 Raw::Missing
             }

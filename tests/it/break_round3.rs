@@ -123,3 +123,26 @@ async fn unknown_fluid_type_kept() {
     assert!(discovered, "tank_other_level missing from discovery\n{}", rig.log());
     assert!(rig.wait_log("unknown fluid type code 42", mark, Duration::from_secs(5)).await.is_some(), "{}", rig.log());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn yield_total_null_is_unknown() {
+    // A charger's Yield/User flickering between null and a number once toggled the
+    // entity's availability with every message; null now means unknown, as elsewhere.
+    let started = Instant::now();
+    let rig = Rig::start(RigOptions::default()).await;
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+    let availability = format!("{BASE}/solar_yield_total/availability");
+    let before = rig.count_since(&availability, started);
+
+    let path = "solarcharger/288/Yield/User";
+    let total = rig.sim.values().await.get(path).cloned().expect("the boat's MPPT has a total yield");
+    for _ in 0..3 {
+        rig.sim.set_value(path, serde_json::Value::Null).await;
+        assert!(rig.wait_payload(&format!("{BASE}/solar_yield_total/state"), "None", Duration::from_secs(5)).await.is_some(), "{}", rig.log());
+        rig.sim.set_value(path, total.clone()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let after = rig.count_since(&availability, started);
+    assert_eq!(after, before, "availability republished during the flicker\n{}", rig.log());
+    assert_eq!(rig.observer.latest(&availability).as_deref(), Some("online"));
+}
