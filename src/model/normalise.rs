@@ -473,7 +473,7 @@ impl Normaliser {
         let main_battery = self.gx.role(Role::MainBattery).map(|d| d.id.clone());
         for device in self.gx.of_kind(ServiceKind::Battery) {
             if Some(&device.id) != main_battery.as_ref() {
-                let name = device.display_name().map(str::to_string).unwrap_or_default();
+                let name = device.display_name().map(clean_name).unwrap_or_default();
                 groups.push(("battery".into(), String::new(), Family::ExtraBattery, device.id.clone(), name));
             }
         }
@@ -491,8 +491,7 @@ impl Normaliser {
                 problems.push(unknown_type(device, "fluid type", code, "tank_other"));
                 "other"
             });
-            let custom = device.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
-            let name = custom.map(str::to_string).unwrap_or_default();
+            let name = device.text("CustomName").map(clean_name).unwrap_or_default();
             groups.push((format!("tank:{fluid}"), fluid.to_string(), Family::Tank, device.id.clone(), name));
         }
         for device in self.gx.of_kind(ServiceKind::Temperature) {
@@ -506,8 +505,7 @@ impl Normaliser {
                 problems.push(unknown_type(device, "temperature type", code, "temperature_generic"));
                 "generic"
             });
-            let custom = device.text("CustomName").map(str::trim).filter(|s| !s.is_empty());
-            let name = custom.map(str::to_string).unwrap_or_default();
+            let name = device.text("CustomName").map(clean_name).unwrap_or_default();
             groups.push((format!("temperature:{kind}"), kind.to_string(), Family::Temperature, device.id.clone(), name));
         }
 
@@ -544,6 +542,13 @@ impl Normaliser {
         }
         desired
     }
+}
+
+/// Returns a custom name fit for an entity name: control characters (a newline typed
+/// into the GX's name field) become spaces, runs of spaces one, and the ends are trimmed.
+fn clean_name(name: &str) -> String {
+    let spaced: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Reports a tank or temperature sensor that has no entities because it never
@@ -641,7 +646,7 @@ fn dependencies(def: &EntityDef) -> Vec<(ServiceKind, &'static str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::entity_name;
+    use super::{clean_name, entity_name};
 
     #[test]
     fn entity_name_repeated_word() {
@@ -653,6 +658,7 @@ mod tests {
         // The boat capture names a sensor "Fridge Temp".
         assert_eq!(entity_name("{name} temperature", "Fridge Temp"), "Fridge Temp");
         assert_eq!(entity_name("{name} temperature", "Fridge temp."), "Fridge temp.");
+        assert_eq!(clean_name("  Fresh\nwater\t bow "), "Fresh water bow");
         // Only a whole last word counts.
         assert_eq!(entity_name("{name} level", "Bilevel"), "Bilevel level");
     }
