@@ -32,9 +32,13 @@ impl Engine {
                 for topic in birth {
                     let _ = self.ha.client.try_subscribe(topic, QoS::AtLeastOnce);
                 }
+                self.orphans_listen(now);
                 self.republish_all();
             }
             LinkEvent::Message { topic, payload } => {
+                if self.orphans_message(&topic, &payload.payload, payload.retain) {
+                    return;
+                }
                 if topic.ends_with("/status") && payload.payload.as_ref() == b"online" {
                     self.notifier.refresh();
                     if let Some(task) = &self.victron_gx {

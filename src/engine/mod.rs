@@ -8,6 +8,7 @@
 mod gx;
 mod ha;
 mod lan;
+mod orphans;
 mod refusals;
 mod status;
 
@@ -108,6 +109,7 @@ pub struct Engine {
     dirty: BTreeSet<String>,
     discovery_due: Option<Instant>,
     birth_republish_at: Option<Instant>,
+    orphans: orphans::Orphans,
     status: status::BridgeState,
     problems: Problems,
     stats: Stats,
@@ -176,6 +178,7 @@ impl Engine {
             dirty: BTreeSet::new(),
             discovery_due: None,
             birth_republish_at: None,
+            orphans: orphans::Orphans::default(),
             problems,
             stats: Stats::default(),
             started: Instant::now(),
@@ -274,6 +277,7 @@ impl Engine {
             self.discovery_due = None;
             self.publish_discovery();
         }
+        self.orphans_tick(now);
         if self.birth_republish_at.is_some_and(|at| at <= now) {
             self.birth_republish_at = None;
             tracing::info!("Home Assistant came online; republishing discovery and states");

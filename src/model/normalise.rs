@@ -318,6 +318,12 @@ impl Normaliser {
         changes
     }
 
+    /// True once a full publish of the GX has completed and no other is under way: the
+    /// registry then has every entity the GX supports.
+    pub fn snapshot_complete(&self) -> bool {
+        self.snapshot_done && self.snapshot.is_none()
+    }
+
     /// Capabilities seen on this GX, now or before a restart.
     pub fn capabilities(&self) -> &[&'static str] {
         &self.capabilities

@@ -146,3 +146,28 @@ async fn yield_total_null_is_unknown() {
     assert_eq!(after, before, "availability republished during the flicker\n{}", rig.log());
     assert_eq!(rig.observer.latest(&availability).as_deref(), Some("online"));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn lost_data_dir_leftovers_unavailable() {
+    // After the data directory is lost, Home Assistant still has the entities of the
+    // earlier discovery message, with their retained availability `online`. Once the GX's
+    // full publish is complete, the bridge marks those it does not publish offline.
+    let mut rig = Rig::start_without_bridge(RigOptions::default()).await;
+    let leftover = format!("{BASE}/tank_fresh_water_16_level/availability");
+    let known = format!("{BASE}/battery_soc/availability");
+    for topic in [&leftover, &known] {
+        rig.observer.client.publish(topic.as_str(), rumqttc::QoS::AtLeastOnce, true, "online").await.unwrap();
+    }
+    assert!(rig.wait_payload(&leftover, "online", Duration::from_secs(5)).await.is_some());
+
+    rig.start_bridge();
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+    assert!(
+        rig.wait_payload(&leftover, "offline", Duration::from_secs(10)).await.is_some(),
+        "leftover availability {:?}\n{}",
+        rig.observer.latest(&leftover),
+        rig.log()
+    );
+    assert_eq!(rig.observer.latest(&known).as_deref(), Some("online"), "an entity the GX has stays online");
+    assert!(rig.log().contains("entities from an earlier data directory"), "{}", rig.log());
+}
