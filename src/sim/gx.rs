@@ -129,12 +129,6 @@ impl Gx {
         if service_type == "system" && path == "Serial" {
             return Vec::new();
         }
-        // A device off the D-Bus publishes nothing; its recording or random walk goes on
-        // and the value is there when it returns.
-        if let Some(departed) = self.departed.get_mut(&(service_type.clone(), instance.clone())) {
-            departed.values.insert(path.to_string(), value);
-            return Vec::new();
-        }
         let service = self
             .services
             .entry((service_type.clone(), instance.clone()))
@@ -160,12 +154,25 @@ impl Gx {
     }
 
     /// Applies several changes and recomputes `system/0` once.
+    /// Sets a value from the recording or the random walk. A device off the D-Bus
+    /// publishes nothing: its value is kept for its return. [`Gx::set`] instead puts a
+    /// device there, as a test does to plug in a new one.
+    pub fn set_recorded(&mut self, suffix: &str, value: Value) -> Vec<Change> {
+        if let Some(((service_type, instance), path)) = split_suffix(suffix) {
+            if let Some(departed) = self.departed.get_mut(&(service_type, instance)) {
+                departed.values.insert(path.to_string(), value);
+                return Vec::new();
+            }
+        }
+        self.set(suffix, value)
+    }
+
     pub fn set_many(&mut self, items: impl IntoIterator<Item = (String, Value)>) -> Vec<Change> {
         let computes = self.computes_system;
         self.computes_system = false;
         let mut changes = Vec::new();
         for (suffix, value) in items {
-            changes.extend(self.set(&suffix, value));
+            changes.extend(self.set_recorded(&suffix, value));
         }
         self.computes_system = computes;
         changes.extend(self.recompute_system());

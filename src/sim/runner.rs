@@ -357,7 +357,7 @@ impl Runner {
             let Some((suffix, value)) = self.replay.next_varied() else {
                 break;
             };
-            changes.extend(self.gx.set(&suffix, value));
+            changes.extend(self.gx.set_recorded(&suffix, value));
         }
         if owed > 0 {
             self.replay.spend(changes.len());

@@ -204,7 +204,7 @@ fn yacht35_aggregates_by_hand() {
 
     // A departed device publishes nothing, whatever its recording does; it returns with
     // the value its recording reached meanwhile.
-    assert!(gx.set("dcsystem/40/Dc/0/Power", json!(77.0)).is_empty());
+    assert!(gx.set_recorded("dcsystem/40/Dc/0/Power", json!(77.0)).is_empty());
     assert!(gx.get("dcsystem/40/Dc/0/Power").is_none());
     let back = gx.restore_service("dcsystem", "40");
     assert!(back.iter().any(|c| c.suffix == "dcsystem/40/Dc/0/Power" && c.value == Some(json!(77.0))));
