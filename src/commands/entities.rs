@@ -134,6 +134,9 @@ pub fn markdown() -> String {
          value). A source the GX has but reports as `null` gives the state unknown.\n\
          - **Signs** follow Victron: battery current and power are positive while charging; DC loads power \
          is positive while consuming; AC input power is positive when drawn from the input.\n\
+         - **One of each role**: the main battery, the inverter/charger and the AC figures are the ones the \
+         GX's system overview uses (its `ActiveBatteryService` and `VebusInstance`). A second inverter (a boat \
+         with separate 230 V and 120 V inverters) has no entities of its own.\n\
          - **Per-device entities** are numbered by slot, assigned when the device is first seen and kept in \
          the data directory: `tank_fresh_water_level`, then `tank_fresh_water_2_level` for a second tank of \
          the same fluid. Extra battery monitors are `battery_2_*`, `battery_3_*`, ... Fluids: fuel, fresh_water, \

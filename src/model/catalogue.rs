@@ -148,7 +148,7 @@ pub static CATALOGUE: &[EntityDef] = &[
     )),
     always(note(
         measured("dc_load_power", "DC loads power", S("Dc/System/Power"), "W", Some("power"), 0, T::Power),
-        "Positive while consuming. Present only when the GX has \"Has DC system\" switched on or a DC meter.",
+        "Positive while consuming. Present only when the GX has \"Has DC system\" switched on or a DC meter. Without a DC meter the GX estimates it from the other meters (solar, chargers, inverter, battery), and the estimate can go negative when those disagree; the bridge passes it on as the GX computes it.",
     )),
     always(note(
         throttled(binary("shore_connected", "Shore power", Derived::ShoreConnected, "power"), T::ShorePower),
