@@ -20,7 +20,7 @@ pub fn main(args: HealthArgs) -> i32 {
     let record = match health::read_record(&path) {
         Ok(record) => record,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            println!("unhealthy: {} does not exist (the daemon has not ticked yet)", path.display());
+            println!("unhealthy: {} does not exist (the daemon is not running, or has not ticked yet)", path.display());
             return 1;
         }
         Err(err) => {

@@ -432,7 +432,17 @@ impl Engine {
         }
         if self.status.gx_model().as_deref() != Some(model) {
             self.status.set_model(Some(model.to_string()), None);
+            self.remember_model();
             self.publish_status();
+        }
+    }
+
+    /// Saves the GX's model with the entities, so the next start shows it at once.
+    pub(super) fn remember_model(&mut self) {
+        let model = self.status.gx_model();
+        if model.is_some() && self.model.registry.stored.gx_model != model {
+            self.model.registry.stored.gx_model = model;
+            self.model.registry.mark_dirty();
         }
     }
 

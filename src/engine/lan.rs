@@ -69,6 +69,7 @@ impl Engine {
             }
             DiscoveryEvent::Use(endpoint) => {
                 self.status.set_model(endpoint.model.clone(), endpoint.firmware.clone());
+                self.remember_model();
                 let target = GxTarget {
                     host: endpoint.host.to_string(),
                     port: endpoint.port,

@@ -192,8 +192,10 @@ impl Engine {
                 .map(Duration::from_secs_f64),
             last_stats: Instant::now(),
         };
-        // Capabilities seen before a restart are shown at once, also while the GX is away.
+        // Capabilities and the model seen before a restart are shown at once, also while
+        // the GX is away.
         engine.status.set_capabilities(engine.model.capabilities());
+        engine.status.set_model(engine.model.registry.stored.gx_model.clone(), None);
         engine.sync_policies();
         engine.publish_initial();
         engine

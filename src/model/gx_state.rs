@@ -167,6 +167,16 @@ impl GxState {
     }
 
     /// Forgets every device (new session with a GX that may have changed).
+    /// Returns the instance of the battery monitor `ActiveBatteryService` last named.
+    pub fn last_main_battery(&self) -> Option<&str> {
+        self.last_main_battery.as_deref()
+    }
+
+    /// Restores the monitor last named as main from before a restart.
+    pub fn set_last_main_battery(&mut self, instance: Option<&str>) {
+        self.last_main_battery = instance.map(Into::into);
+    }
+
     pub fn clear(&mut self) {
         self.devices.clear();
         self.last_main_battery = None;

@@ -111,9 +111,11 @@ impl Normaliser {
             .collect();
 
         let capabilities = registry.stored.capabilities.keys().filter_map(|c| capabilities::intern(c)).collect();
+        let mut gx = GxState::default();
+        gx.set_last_main_battery(registry.stored.main_battery.as_deref());
 
         Normaliser {
-            gx: GxState::default(),
+            gx,
             registry,
             index,
             structural,
@@ -198,7 +200,11 @@ impl Normaliser {
             };
         };
 
-        match self.gx.store(&id, path_id, value) {
+        let stored = self.gx.store(&id, path_id, value);
+        if kind == ServiceKind::System && path == "ActiveBatteryService" {
+            self.remember_main_battery();
+        }
+        match stored {
             Stored::Value { new_device: true, .. } => self.restructure(now),
             Stored::Value { changed: true, .. }
                 if self.structural.contains(&(kind, path_id)) || path == "CustomName" || path == "ProductName" =>
@@ -289,9 +295,19 @@ impl Normaliser {
         changes
     }
 
+    /// Saves the battery monitor the GX names as main, when it changed.
+    fn remember_main_battery(&mut self) {
+        let current = self.gx.last_main_battery().map(str::to_string);
+        if self.registry.stored.main_battery != current {
+            self.registry.stored.main_battery = current;
+            self.registry.mark_dirty();
+        }
+    }
+
     /// Forgets the GX's devices (a different GX was adopted).
     pub fn clear_gx(&mut self, now: u64) -> Changes {
         self.gx.clear();
+        self.remember_main_battery();
         self.snapshot_done = false;
         self.restructure(now)
     }
@@ -551,9 +567,14 @@ impl Normaliser {
 }
 
 /// Returns a custom name fit for an entity name: control characters (a newline typed
-/// into the GX's name field) become spaces, runs of spaces one, and the ends are trimmed.
+/// into the GX's name field) become spaces, zero-width characters go, runs of spaces
+/// become one, and the ends are trimmed.
 fn clean_name(name: &str) -> String {
-    let spaced: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let spaced: String = name
+        .chars()
+        .filter(|c| !matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -652,7 +673,29 @@ fn dependencies(def: &EntityDef) -> Vec<(ServiceKind, &'static str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{clean_name, entity_name};
+    use super::{clean_name, entity_name, Normaliser};
+    use crate::gx::payload::{GxValue, Payload};
+    use crate::model::registry::Registry;
+    use crate::model::spec::Role;
+
+    #[test]
+    fn main_battery_restored_after_restart() {
+        // Before the restart the GX named battery 289 as main; after it, systemcalc is not
+        // ready and ActiveBatteryService is null. Battery 275 comes first by number.
+        let mut registry = Registry::open(None);
+        registry.stored.main_battery = Some("289".into());
+        let mut model = Normaliser::new(registry);
+        for instance in ["275", "289"] {
+            model.ingest("battery", instance, "Soc", Payload::Value(GxValue::Number(80.0)), 0);
+        }
+        model.ingest("system", "0", "ActiveBatteryService", Payload::Value(GxValue::Null), 0);
+        assert_eq!(&*model.gx.role(Role::MainBattery).unwrap().id.instance, "289");
+
+        // A named monitor is remembered for the next restart.
+        let text = GxValue::Text("com.victronenergy.battery/275".into());
+        model.ingest("system", "0", "ActiveBatteryService", Payload::Value(text), 0);
+        assert_eq!(model.registry.stored.main_battery.as_deref(), Some("275"));
+    }
 
     #[test]
     fn entity_name_repeated_word() {
@@ -665,6 +708,7 @@ mod tests {
         assert_eq!(entity_name("{name} temperature", "Fridge Temp"), "Fridge Temp");
         assert_eq!(entity_name("{name} temperature", "Fridge temp."), "Fridge temp.");
         assert_eq!(clean_name("  Fresh\nwater\t bow "), "Fresh water bow");
+        assert_eq!(clean_name("Sa\u{200b}lon"), "Salon");
         // Only a whole last word counts.
         assert_eq!(entity_name("{name} level", "Bilevel"), "Bilevel level");
     }

@@ -124,6 +124,13 @@ pub struct StoredEntities {
     /// NOTE: nothing removes the guard of a key that never returns (one small entry each).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: BTreeMap<String, CounterGuard>,
+    /// Instance of the battery monitor the GX last named as its main one, kept so that a
+    /// restart while `ActiveBatteryService` is null moves no battery slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_battery: Option<String>,
+    /// The GX's model name ("Cerbo GX"), shown before the GX is back after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gx_model: Option<String>,
 }
 
 pub const STORE_FILE: &str = "entities.json";

@@ -25,7 +25,7 @@ fn config_topics(rig: &Rig) -> Vec<String> {
 
 /// Starts the bridge again with the GX away and checks that the full discovery message
 /// arrives at once, unchanged. Then brings the GX back and checks every entity.
-async fn restart_without_gx(rig: &mut Rig, before: &Value, figure: &str) {
+async fn restart_without_gx(rig: &mut Rig, before: &Value, figure: &str, model: Option<&str>) {
     let started = Instant::now();
     rig.start_bridge();
     let config = rig.observer.wait_until(Duration::from_secs(10), |seen| {
@@ -60,6 +60,9 @@ async fn restart_without_gx(rig: &mut Rig, before: &Value, figure: &str) {
     for published in &attributes {
         let capabilities = published["capabilities"].as_array().map(Vec::len).unwrap_or(0);
         assert!(capabilities > 3, "capabilities lost across the restart: {published}");
+        if let Some(model) = model {
+            assert_eq!(published["model"], model, "model lost across the restart: {published}");
+        }
     }
 
     rig.gx.restart();
@@ -83,7 +86,8 @@ async fn bridge_restart_keeps_entities() {
     // The GX is away while the bridge starts, so whatever is published comes from the
     // data directory.
     rig.gx.stop();
-    restart_without_gx(&mut rig, &before, "bridge_restart.discovery_in_place").await;
+    // SIGTERM saves the data directory, model included ("Ekrano GX" in the boat capture).
+    restart_without_gx(&mut rig, &before, "bridge_restart.discovery_in_place", Some("Ekrano GX")).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -98,5 +102,5 @@ async fn host_reboot_keeps_entities() {
     rig.gx.stop();
     rig.ha.restart();
     rig.observer.seen.lock().unwrap().latest.clear();
-    restart_without_gx(&mut rig, &before, "host_reboot.discovery_in_place").await;
+    restart_without_gx(&mut rig, &before, "host_reboot.discovery_in_place", None).await;
 }
