@@ -536,6 +536,14 @@ impl Normaliser {
         // that became the main one), frees it for a newcomer.
         let in_group: HashMap<String, String> =
             groups.iter().map(|(group, _, _, device, _)| (device.label(), group.clone())).collect();
+        // Two sensors of one group with the same custom name get their slot number after
+        // it, so Home Assistant does not show two entities of one name.
+        let mut same_name: HashMap<(String, String), usize> = HashMap::new();
+        for (group, _, _, _, name) in &groups {
+            if !name.is_empty() {
+                *same_name.entry((group.clone(), name.to_lowercase())).or_default() += 1;
+            }
+        }
         let mut desired = Vec::new();
         for (group, slug, family, device, custom_name) in groups {
             let is_present = |identity: &str| in_group.get(identity) == Some(&group);
@@ -551,7 +559,12 @@ impl Normaliser {
             }
             let first = if family == Family::ExtraBattery { 2 } else { 1 };
             let slot = self.registry.slot(&group, &identity, &custom_name, first, &is_present, true);
-            let device_name = device_name(family, &slug, slot, &custom_name);
+            let shared = same_name.get(&(group.clone(), custom_name.to_lowercase())).is_some_and(|n| *n > 1);
+            let device_name = if shared && !custom_name.is_empty() {
+                format!("{custom_name} {slot}")
+            } else {
+                device_name(family, &slug, slot, &custom_name)
+            };
 
             for row in CATALOGUE.iter().filter(|r| r.family == Some(family)) {
                 desired.push(DesiredBinding {

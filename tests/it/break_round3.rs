@@ -171,3 +171,33 @@ async fn lost_data_dir_leftovers_unavailable() {
     assert_eq!(rig.observer.latest(&known).as_deref(), Some("online"), "an entity the GX has stays online");
     assert!(rig.log().contains("entities from an earlier data directory"), "{}", rig.log());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn same_custom_name_numbered() {
+    // Two temperature sensors of one type given the same custom name once appeared in
+    // Home Assistant as two entities of one name.
+    let rig = Rig::start(RigOptions::default()).await;
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+    for instance in ["100", "101"] {
+        rig.sim.set_value(&format!("temperature/{instance}/CustomName"), serde_json::json!("Cabin")).await;
+    }
+    let names = |seen: &crate::support::observer::Seen| -> Vec<String> {
+        let Some(config) = seen.latest.get("homeassistant/device/roamcore_victron/config") else {
+            return Vec::new();
+        };
+        let config: serde_json::Value = serde_json::from_str(config).unwrap_or_default();
+        config["components"]
+            .as_object()
+            .map(|c| c.values().filter_map(|e| e["name"].as_str().map(str::to_string)).filter(|n| n.starts_with("Cabin")).collect())
+            .unwrap_or_default()
+    };
+    let numbered = rig
+        .observer
+        .wait_until(Duration::from_secs(10), |seen| {
+            let found = names(seen);
+            found.len() == 2 && found[0] != found[1]
+        })
+        .await;
+    let found = names(&rig.observer.seen.lock().unwrap());
+    assert!(numbered, "entity names {found:?}\n{}", rig.log());
+}
