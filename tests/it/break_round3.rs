@@ -201,3 +201,35 @@ async fn same_custom_name_numbered() {
     let found = names(&rig.observer.seen.lock().unwrap());
     assert!(numbered, "entity names {found:?}\n{}", rig.log());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn main_battery_kept_across_restart() {
+    // The GX names the starter monitor (289) as main, so the house monitor (275) is
+    // battery 2. The bridge then restarts while ActiveBatteryService is null (the GX and the
+    // bridge's host power up together). The monitor named before the restart stays main;
+    // taking the first by number (275) would put the starter's values into battery 2.
+    let mut rig = Rig::start(RigOptions::default()).await;
+    rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
+    let active = "system/0/ActiveBatteryService";
+    rig.sim.set_value(active, serde_json::json!("com.victronenergy.battery/289")).await;
+    let house = rig.sim.values().await.get("battery/275/Dc/0/Voltage").and_then(|v| v.as_f64()).expect("house voltage");
+    let house = format!("{}", (house * 100.0).round() / 100.0);
+    let topic = format!("{BASE}/battery_2_voltage/state");
+    assert!(rig.wait_payload(&topic, &house, Duration::from_secs(10)).await.is_some(), "house monitor as battery 2\n{}", rig.log());
+    // Saved within 5 s of the change, and at the latest on SIGTERM.
+    let (status, _) = rig.daemon_mut().sigterm();
+    assert!(status.success(), "{}", rig.log());
+
+    rig.sim.set_value(active, serde_json::Value::Null).await;
+    let started = Instant::now();
+    rig.start_bridge();
+    assert!(rig.wait_log("status=connected", 0, Duration::from_secs(20)).await.is_some(), "{}", rig.log());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let published: Vec<String> = {
+        let seen = rig.observer.seen.lock().unwrap();
+        seen.log.iter().filter(|(at, t, _)| *at >= started && *t == topic).map(|(_, _, p)| p.clone()).collect()
+    };
+    assert!(!published.is_empty(), "battery_2_voltage not published after the restart\n{}", rig.log());
+    assert!(published.iter().all(|p| *p == house), "battery_2_voltage was {house}, then {published:?}\n{}", rig.log());
+}
