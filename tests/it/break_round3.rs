@@ -99,7 +99,7 @@ async fn device_leaves_and_returns_once() {
 #[tokio::test(flavor = "current_thread")]
 async fn unknown_fluid_type_kept() {
     // A tank sender reporting a fluid code Venus OS does not list once vanished without a
-    // log line. It is now kept as tank_other, and the log says why.
+    // log line. It is now kept as tank_other, and the log gives the reason.
     let rig = Rig::start(RigOptions::default()).await;
     rig.wait_consistent(Duration::from_secs(20)).await.unwrap_or_else(|m| panic!("initial state: {m:#?}\n{}", rig.log()));
 
