@@ -151,7 +151,7 @@ pub struct Settings {
     pub ha_password: Option<String>,
     pub discovery_prefix: String,
     pub data_dir: PathBuf,
-    /// Where the health file for `roamcore-victron health` is written.
+    /// Path of the health file that `roamcore-victron health` reads.
     pub health_file: PathBuf,
     pub log_level: LogLevel,
     pub forget_after_days: u32,

@@ -1,7 +1,7 @@
 //! Entities left behind by an earlier data directory. When `entities.json` is lost (an
 //! add-on reinstall, a corrupt file set aside), Home Assistant still has the entities of
-//! the earlier discovery message, and their retained availability is `online`, so once the
-//! GX is back they would show their last values as current. For a short while after each
+//! the earlier discovery message. Their retained availability is `online`, so once the GX
+//! is back they would show their last values as current. For a short while after each
 //! connection to Home Assistant's broker the bridge reads the retained availability topics
 //! under its base; once the GX's full publish has rebuilt the registry, every key the
 //! registry does not publish is marked `offline`. Such entities stay in Home Assistant,

@@ -30,7 +30,7 @@ use crate::backoff::Backoff;
 use crate::clock::Timings;
 use crate::model::spec::ServiceKind;
 
-/// Where Venus OS publishes the GX's model name (`platform/0/Device/Model`, "Cerbo GX").
+/// Topic path of the GX's model name ("Cerbo GX") under `N/<portal>/`.
 pub const MODEL_PATH: &str = "platform/0/Device/Model";
 
 /// Which Venus MQTT bridge the GX runs, as far as we can tell.

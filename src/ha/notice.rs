@@ -1,5 +1,5 @@
 //! The words of each persistent notification: a fixed id per problem the user must fix
-//! (`roamcore_victron_<status>`), a title and a Markdown message that says what to do.
+//! (`roamcore_victron_<status>`), a title and a Markdown message with the steps to take.
 
 use crate::status::BridgeStatus;
 
@@ -15,7 +15,7 @@ pub struct Notice {
 
 /// Builds the notice for `status`, or `None` when the status needs nothing from the user.
 /// `detail` is the bridge's own sentence about the case (GX address and portal id, the GX
-/// devices seen, the invalid options); it becomes a paragraph of its own and may be empty.
+/// devices seen, the invalid options). It becomes a paragraph of its own and may be empty.
 pub fn notice_for(status: BridgeStatus, detail: &str) -> Option<Notice> {
     if !status.needs_user() {
         return None;

@@ -179,8 +179,8 @@ fn fetch<'a>(source: &Source, gx: &'a GxState, ctx: &Context<'a>) -> Option<Raw<
         Source::RolePhases(role, pattern) => phases(gx.role(role), pattern),
         Source::SumAll(kinds, path) => {
             // A device that has no number (not reported yet, or null) is left out of the
-            // sum rather than freezing it; the counter guard sees the set of devices
-            // change and keeps the total continuous.
+            // sum rather than freezing it. The counter guard detects the change in the set
+            // of devices and keeps the total continuous.
             let mut sum = 0.0;
             let mut any = false;
             for device in sum_parts(gx, kinds, path) {
@@ -205,7 +205,7 @@ fn fetch<'a>(source: &Source, gx: &'a GxState, ctx: &Context<'a>) -> Option<Raw<
     Some(raw)
 }
 
-/// The devices of `kinds` whose `path` holds a number: the parts of a sum.
+/// The devices of `kinds` whose `path` contains a number: the parts of a sum.
 pub fn sum_parts<'a>(gx: &'a GxState, kinds: &'a [ServiceKind], path: &'a str) -> impl Iterator<Item = &'a Device> + 'a {
     kinds
         .iter()

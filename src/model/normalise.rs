@@ -134,46 +134,46 @@ impl Normaliser {
         let Some(kind) = ServiceKind::from_topic(service) else {
             return Changes::default();
         };
+        let id = DeviceId::new(kind, instance);
         // Devices of the first full publish are not news; one that comes later is.
         if !self.snapshot_done {
-            return self.ingest_value(kind, instance, path, payload, now);
+            return self.ingest_value(&id, path, payload, now);
         }
-        let id = DeviceId::new(kind, instance);
         let before = self.gx.device(&id).is_some_and(|d| d.present);
-        let changes = self.ingest_value(kind, instance, path, payload, now);
+        let changes = self.ingest_value(&id, path, payload, now);
         if !before && self.gx.device(&id).is_some_and(|d| d.present) {
             tracing::info!(device = %id.label(), "device appeared on the GX");
         }
         changes
     }
 
-    fn ingest_value(&mut self, kind: ServiceKind, instance: &str, path: &str, payload: Payload, now: u64) -> Changes {
+    fn ingest_value(&mut self, id: &DeviceId, path: &str, payload: Payload, now: u64) -> Changes {
+        let (kind, instance) = (id.kind, &*id.instance);
         // An entity whose value never changes is evaluated only when something
         // structural happens; keep its "last seen" current for `forget` anyway.
         if now >= self.last_seen_refresh + 3600 {
             self.last_seen_refresh = now;
             self.refresh_last_seen(now);
         }
-        let id = DeviceId::new(kind, instance);
         if let Some(confirmed) = &mut self.snapshot {
-            if !confirmed.contains(&id) {
+            if !confirmed.contains(id) {
                 confirmed.insert(id.clone());
             }
         }
 
         let value = match payload {
             Payload::Gone => {
-                return match self.gx.gone(&id) {
-                    Stored::DeviceGone => self.device_left(&id, now),
+                return match self.gx.gone(id) {
+                    Stored::DeviceGone => self.device_left(id, now),
                     _ => Changes::default(),
                 };
             }
             Payload::NotJson | Payload::NoValue => {
-                let new_device = self.gx.touch(&id);
+                let new_device = self.gx.touch(id);
                 let mut changes = match new_device {
                     Some(true) => self.restructure(now),
                     Some(false) => Changes::default(),
-                    None => return too_many(&id),
+                    None => return too_many(id),
                 };
                 changes.problems.push(Problem {
                     key: format!("payload:{}:{path}", kind.as_str()),
@@ -188,19 +188,19 @@ impl Normaliser {
         };
 
         if is_alarm_path(path) {
-            return self.ingest_alarm(&id, path, &value, now);
+            return self.ingest_alarm(id, path, &value, now);
         }
 
         let table = PathTable::get();
         let Some(path_id) = table.id(kind, path) else {
-            return match self.gx.touch(&id) {
+            return match self.gx.touch(id) {
                 Some(true) => self.restructure(now),
                 Some(false) => Changes::default(),
-                None => too_many(&id),
+                None => too_many(id),
             };
         };
 
-        let stored = self.gx.store(&id, path_id, value);
+        let stored = self.gx.store(id, path_id, value);
         if kind == ServiceKind::System && path == "ActiveBatteryService" {
             self.remember_main_battery();
         }
@@ -211,8 +211,8 @@ impl Normaliser {
             {
                 self.restructure(now)
             }
-            Stored::Value { changed: true, .. } => self.dependents_changed(&id, path_id, now),
-            Stored::TooMany => too_many(&id),
+            Stored::Value { changed: true, .. } => self.dependents_changed(id, path_id, now),
+            Stored::TooMany => too_many(id),
             _ => Changes::default(),
         }
     }
@@ -366,9 +366,9 @@ impl Normaliser {
                 Binding::Fixed => None,
             };
             let counter = entity.def.state_class == Some(StateClass::TotalIncreasing);
-            // A counter read in the middle of a full publish may lack a charger or take the
-            // wrong battery monitor, and a per-phase sum may have L1 but not yet L2 and L3
-            // (a dip of two thirds on a three-phase system); wait for the complete picture.
+            // Both wait for the end of a full publish. A counter read in the middle of one may
+            // lack a charger or take the wrong battery monitor. A per-phase sum may have L1
+            // but not yet L2 and L3, a dip of two thirds on a three-phase system.
             let phase_sum = matches!(entity.def.source, Source::SystemPhases(_) | Source::RolePhases(..));
             if (counter || phase_sum) && self.snapshot.is_some() {
                 continue;

@@ -15,7 +15,7 @@ pub type PathId = u16;
 /// Paths read for naming, classifying devices and resolving roles.
 const METADATA: &[(ServiceKind, &str)] = &[
     (ServiceKind::System, "Serial"),
-    // A device's serial number tells a replacement on the same port (same instance) apart,
+    // A device's serial number distinguishes a replacement on the same port (same instance),
     // so its lifetime counters are not added to the energy totals.
     (ServiceKind::Battery, "Serial"),
     (ServiceKind::SolarCharger, "Serial"),

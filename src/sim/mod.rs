@@ -56,10 +56,9 @@ pub struct SimArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
 
-    /// Capture to replay [default: boat]. Either a name (boat, demo1, demo1-dbus, ess,
-    /// boat-recorder, bmv, yacht35, simple-boat, multirs, gui-demo; see --list-captures), or
-    /// a path to a Signal K plugin .log/.jsonl (MQTT or D-Bus lines), a dbus-recorder .csv or
-    /// a folder of them.
+    /// Capture to replay [default: boat]: a name (boat, demo1, demo1-dbus, ess, boat-recorder,
+    /// bmv, yacht35, simple-boat, multirs, gui-demo; see --list-captures). A path works too:
+    /// a Signal K plugin .log/.jsonl (MQTT or D-Bus lines), a dbus-recorder .csv or a folder.
     #[arg(long, value_name = "NAME|PATH")]
     pub capture: Option<String>,
 

@@ -158,8 +158,8 @@ pub fn load_set(
         } else if file_name.ends_with("description") {
             capture.description = String::from_utf8_lossy(bytes).trim_start_matches('\u{feff}').trim().to_string();
         } else if file_name.ends_with(".csv") {
-            // In a folder, one file that is not a recording (notes, an export of
-            // something else) is skipped; a capture of one file must be valid.
+            // In a folder, a file that is not a recording (notes, an export of something
+            // else) is skipped. A capture of one file must be valid.
             let recording = match parse(bytes).with_context(|| format!("in {file_name}")) {
                 Ok(recording) => recording,
                 Err(error) if csv_count > 1 => {
